@@ -1,13 +1,72 @@
-// cmf command-line entry point: dispatches to subcommands.
+// cmf — the Cloud Model Factory. Entry point: dispatches to subcommands and turns errors into one
+// line on stderr and the error's exit code.
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include "cmf/core/error.h"
+#include "orchestrate/commands.h"
+
+namespace {
+
+const char* kHelp = R"(usage: cmf <command> [options]
+
+cmf turns Hugging Face safetensors checkpoints of Gemma 3 models into GGUF files that are
+byte-for-byte what llama.cpp's converter writes.
+
+commands:
+  quantize SRC_DIR --quant TYPES   convert a local checkpoint to GGUF (f32, f16, bf16, q8_0)
+  inspect FILE.gguf                print a GGUF file's metadata and tensor table
+  synth OUT_DIR [--preset P]       write a synthetic Gemma 3 checkpoint (tiny, tiny-mm, medgemma-text)
+
+Run `cmf <command> --help` for the options of each command.
+  --version   print the version
+)";
+
+struct Command {
+    const char* name;
+    int (*fn)(const std::vector<std::string>&);
+};
+
+const Command kCommands[] = {
+    {"quantize", cmf::cli::cmd_quantize},
+    {"inspect", cmf::cli::cmd_inspect},
+    {"synth", cmf::cli::cmd_synth},
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
-    if (argc > 1 && std::strcmp(argv[1], "--version") == 0) {
+    if (argc < 2) {
+        std::fputs(kHelp, stderr);
+        return 2;
+    }
+    const std::string cmd = argv[1];
+    if (cmd == "--version" || cmd == "version") {
         std::printf("cmf %s\n", CMF_VERSION);
         return 0;
     }
-    std::fprintf(stderr, "usage: cmf <command> [options]\n");
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+        std::fputs(kHelp, stdout);
+        return 0;
+    }
+    std::vector<std::string> rest(argv + 2, argv + argc);
+    for (const auto& c : kCommands) {
+        if (cmd != c.name) continue;
+        try {
+            return c.fn(rest);
+        } catch (const cmf::Error& e) {
+            std::fprintf(stderr, "cmf %s: %s\n", c.name, e.what());
+            return e.exit_code();
+        } catch (const std::bad_alloc&) {
+            std::fprintf(stderr, "cmf %s: out of memory\n", c.name);
+            return 70;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "cmf %s: internal error: %s\n", c.name, e.what());
+            return 70;
+        }
+    }
+    std::fprintf(stderr, "cmf: unknown command '%s' (see cmf --help)\n", cmd.c_str());
     return 2;
 }

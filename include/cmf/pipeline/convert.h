@@ -1,0 +1,218 @@
+// Plan and run a conversion: checkpoint directory -> one GGUF per requested type (+ mmproj).
+//
+// The plan is pure: from config, tokenizer and tensor headers it decides every output file's KVs,
+// tensor list, types and byte layout before any weight is read (`cmf quantize --dry-run` prints
+// it). Execution then streams each source tensor once into all outputs (pipeline/execute.h).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cmf/arch/gemma3.h"
+#include "cmf/arch/general_kv.h"
+#include "cmf/format/gguf.h"
+#include "cmf/format/safetensors.h"
+#include "cmf/pipeline/execute.h"
+#include "cmf/tokenizer/gguf_vocab.h"
+
+namespace cmf {
+
+// GGML_QNT_VERSION: the quantization format generation every GGUF records.
+inline constexpr uint32_t kQuantizationVersion = 2;
+
+struct ConvertRequest {
+    fs::path src;
+    fs::path out_dir;
+    std::vector<gemma3::OutType> types;
+    bool mmproj = false;
+    gemma3::OutType mmproj_type = gemma3::OutType::F16;
+    std::string name;  // output base name; default: the checkpoint directory name
+};
+
+struct PlannedTensor {
+    const StTensor* src = nullptr;
+    gemma3::Part part = gemma3::Part::skip;
+    std::string hf_name, gguf_name;
+    std::vector<uint64_t> ne;  // GGUF shape, innermost first
+    uint64_t rows = 0, row_len = 0;
+    float add = 0.0f;
+};
+
+struct PlannedFile {
+    fs::path path;
+    std::string label;  // "F16", "mmproj F16"
+    GgufLayout layout;
+    std::vector<size_t> tensor_of;  // for each layout tensor: index into ConversionPlan::tensors
+};
+
+struct ConversionPlan {
+    SafetensorsCheckpoint checkpoint;
+    HfConfig config;
+    std::vector<PlannedTensor> tensors;
+    std::vector<PlannedFile> files;
+};
+
+inline const char* out_type_name(gemma3::OutType t) {
+    switch (t) {
+        case gemma3::OutType::F32: return "F32";
+        case gemma3::OutType::F16: return "F16";
+        case gemma3::OutType::BF16: return "BF16";
+        case gemma3::OutType::Q8_0: return "Q8_0";
+    }
+    return "?";
+}
+
+inline std::optional<gemma3::OutType> parse_out_type(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (s == "f32") return gemma3::OutType::F32;
+    if (s == "f16") return gemma3::OutType::F16;
+    if (s == "bf16") return gemma3::OutType::BF16;
+    if (s == "q8_0" || s == "q8") return gemma3::OutType::Q8_0;
+    return std::nullopt;
+}
+
+inline bool is_supported_architecture(const std::string& a) {
+    return a == "Gemma3ForCausalLM" || a == "Gemma3ForConditionalGeneration";
+}
+
+inline ConversionPlan plan_conversion(const ConvertRequest& req) {
+    ConversionPlan plan;
+    plan.config = load_hf_config(req.src);
+    HfConfig& cfg = plan.config;
+    if (!is_supported_architecture(cfg.architecture))
+        fail_input("unsupported architecture '" + cfg.architecture + "' in " + (req.src / "config.json").string() +
+                   " (cmf converts Gemma3ForCausalLM and Gemma3ForConditionalGeneration)");
+    gemma3::apply_text_defaults(cfg);
+
+    // tokenizer first: it is cheap, and a missing tokenizer should fail before any heavy work
+    GgufKvList vocab_kv;
+    const uint64_t n_vocab = add_gemma3_tokenizer_kvs(vocab_kv, req.src, cfg.text);
+
+    plan.checkpoint = open_safetensors_checkpoint(req.src);
+    uint64_t text_params = 0, vision_params = 0;
+    for (const auto& st : plan.checkpoint.tensors) {
+        gemma3::MappedName m = gemma3::map_tensor(st.name);
+        if (m.part == gemma3::Part::skip) continue;
+        if (!st_dtype_is_float_source(st.dtype))
+            fail_input(st.file.filename().string() + ": tensor '" + st.name + "' has dtype " + st_dtype_info(st.dtype).name +
+                       "; cmf converts BF16, F16 and F32 checkpoints");
+        if (st.shape.empty() || st.n_elements() == 0) fail_input(st.file.filename().string() + ": tensor '" + st.name + "' is empty");
+        if (st.shape.size() > kGgmlMaxDims) fail_input("tensor '" + st.name + "' has more than 4 dimensions");
+        PlannedTensor t;
+        t.src = &st;
+        t.part = m.part;
+        t.hf_name = st.name;
+        t.gguf_name = m.gguf;
+        t.row_len = st.row_length();
+        t.rows = st.n_elements() / t.row_len;
+        for (auto it = st.shape.rbegin(); it != st.shape.rend(); ++it) t.ne.push_back(static_cast<uint64_t>(*it));
+        t.add = gemma3::norm_shift(m.part, st.name);
+        if (m.gguf == "token_embd.weight") {
+            // the converter keeps exactly as many rows as the token list has entries
+            if (st.shape.size() != 2) fail_input("tensor '" + st.name + "' should be 2-D");
+            if (static_cast<uint64_t>(st.shape[0]) < n_vocab)
+                fail_input("tensor '" + st.name + "' has " + std::to_string(st.shape[0]) + " rows but the vocabulary has " +
+                           std::to_string(n_vocab) + " tokens");
+            t.rows = n_vocab;
+            t.ne[1] = n_vocab;
+        }
+        (m.part == gemma3::Part::text ? text_params : vision_params) += t.rows * t.row_len;
+        plan.tensors.push_back(std::move(t));
+    }
+    bool has_text = false, has_vision = false;
+    for (const auto& t : plan.tensors) (t.part == gemma3::Part::text ? has_text : has_vision) = true;
+    if (!has_text) fail_input(req.src.string() + ": no Gemma 3 text tensors found");
+    if (req.mmproj && !has_vision) fail_input(req.src.string() + ": --mmproj was given but the checkpoint has no vision tower");
+    if (req.mmproj && !cfg.has_vision()) fail_input(req.src.string() + ": vision tensors present but config.json has no vision_config");
+
+    // sanity of shapes against the config, so a mismatched config fails with a clear line
+    const int64_t hidden = json_int(cfg.text["hidden_size"], "hidden_size");
+    for (const auto& t : plan.tensors)
+        if (t.gguf_name == "token_embd.weight" && static_cast<int64_t>(t.ne[0]) != hidden)
+            fail_input("config.json hidden_size " + std::to_string(hidden) + " does not match " + t.hf_name + " width " +
+                       std::to_string(t.ne[0]));
+
+    const std::string dir_name = fs::absolute(req.src).lexically_normal().filename().string().empty()
+                                     ? fs::absolute(req.src).lexically_normal().parent_path().filename().string()
+                                     : fs::absolute(req.src).lexically_normal().filename().string();
+    const std::string base = req.name.empty() ? dir_name : req.name;
+    std::string name_or_path;
+    if (auto it = cfg.raw.find("_name_or_path"); it != cfg.raw.end() && it->is_string()) name_or_path = it->get<std::string>();
+
+    auto make_file = [&](gemma3::Part part, gemma3::OutType out, const fs::path& path, const std::string& label) {
+        PlannedFile f;
+        f.path = path;
+        f.label = label;
+        GeneralInfo g;
+        const bool text = part == gemma3::Part::text;
+        g.architecture = text ? "gemma3" : "clip";
+        g.type = text ? "model" : "mmproj";
+        g.n_params = text ? text_params : vision_params;
+        g.name = derive_model_name(name_or_path, dir_name, static_cast<int64_t>(g.n_params));
+        add_general_kvs(f.layout.kv, g, req.src, true);
+        if (text) gemma3::add_text_hparams(f.layout.kv, cfg, gemma3::file_type_id(out));
+        else gemma3::add_vision_hparams(f.layout.kv, cfg, gemma3::file_type_id(out));
+        f.layout.kv.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
+        if (text)
+            for (const auto& [k, v] : vocab_kv.items()) f.layout.kv.set(k, v);
+        for (size_t i = 0; i < plan.tensors.size(); ++i) {
+            const auto& t = plan.tensors[i];
+            if (t.part != part) continue;
+            f.layout.add_tensor(t.gguf_name, t.ne,
+                                gemma3::converter_tensor_type(t.part, t.hf_name, t.gguf_name, t.ne.size(), t.row_len, out));
+            f.tensor_of.push_back(i);
+        }
+        f.layout.finalize();
+        plan.files.push_back(std::move(f));
+    };
+    for (auto out : req.types)
+        make_file(gemma3::Part::text, out, req.out_dir / (base + "-" + out_type_name(out) + ".gguf"), out_type_name(out));
+    if (req.mmproj)
+        make_file(gemma3::Part::vision, req.mmproj_type, req.out_dir / ("mmproj-" + base + "-" + out_type_name(req.mmproj_type) + ".gguf"),
+                  std::string("mmproj ") + out_type_name(req.mmproj_type));
+    return plan;
+}
+
+struct ConvertResult {
+    std::vector<fs::path> files;
+    ExecuteStats stats;
+};
+
+// Writes every planned file. Outputs appear only when all of them are complete: each is written
+// under a temporary name and renamed at the end; on any error the temporaries are removed.
+inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads,
+                                    const std::function<void(uint64_t, uint64_t)>& progress = {}) {
+    std::vector<std::unique_ptr<GgufOutput>> outs;
+    for (const auto& f : plan.files) outs.push_back(std::make_unique<GgufOutput>(f.path, f.layout));
+    std::vector<TensorTask> tasks(plan.tensors.size());
+    for (size_t i = 0; i < plan.tensors.size(); ++i) {
+        const auto& t = plan.tensors[i];
+        tasks[i].src = t.src;
+        tasks[i].rows = t.rows;
+        tasks[i].row_len = t.row_len;
+        tasks[i].add = t.add;
+    }
+    for (size_t fi = 0; fi < plan.files.size(); ++fi) {
+        const auto& f = plan.files[fi];
+        for (size_t k = 0; k < f.tensor_of.size(); ++k) {
+            const auto& info = f.layout.tensors[k];
+            tasks[f.tensor_of[k]].sinks.push_back({outs[fi].get(), f.layout.data_start + info.offset, info.type, nullptr});
+        }
+    }
+    // tensors no output wants (e.g. the vision tower without --mmproj) are not read
+    std::vector<TensorTask> wanted;
+    for (auto& t : tasks)
+        if (!t.sinks.empty()) wanted.push_back(std::move(t));
+    ConvertResult r;
+    r.stats = execute_tasks(wanted, threads, progress);
+    for (auto& o : outs) {
+        o->commit();
+        r.files.push_back(o->path());
+    }
+    return r;
+}
+
+}  // namespace cmf

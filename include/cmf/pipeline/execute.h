@@ -1,0 +1,166 @@
+// Streaming execution of a conversion: every source tensor is read once, in bounded row chunks,
+// widened to F32 (with its transform), and encoded into every output file that holds it, written
+// with pwrite at offsets the layout fixed in advance. Workers take chunks from a shared counter,
+// so the bytes written never depend on the number of threads or their timing.
+//
+// Memory: each worker holds one chunk of F32 rows plus one encoded copy at a time
+// (kChunkElements floats), so peak memory is threads x ~(4 + 4) x kChunkElements bytes, whatever
+// the model size.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cmf/format/gguf.h"
+#include "cmf/format/safetensors.h"
+#include "cmf/quant/half.h"
+#include "cmf/quant/quantize.h"
+
+namespace cmf {
+
+// 1 Mi elements per chunk: 4 MiB of F32, large enough for sequential reads to stream at disk
+// speed, small enough that two workers stay far below the 512 MiB budget.
+inline constexpr uint64_t kChunkElements = 1ull << 20;
+
+// One place a source tensor goes: a tensor of one output file.
+struct TensorSink {
+    GgufOutput* file = nullptr;
+    uint64_t data_offset = 0;  // absolute offset of the tensor's first byte
+    GgmlType type = GgmlType::F32;
+    const float* imatrix = nullptr;  // per-column importance, or null
+};
+
+// One source tensor and what to do with it.
+struct TensorTask {
+    const StTensor* src = nullptr;
+    uint64_t rows = 0;       // rows to take (may be fewer than the source has: vocab trimming)
+    uint64_t row_len = 0;    // elements per row (innermost dimension)
+    float add = 0.0f;        // added to every element after widening (Gemma norm 1 + w)
+    std::vector<TensorSink> sinks;
+};
+
+// Widens n source elements to F32, exactly (BF16 and F16 are subsets of F32).
+inline void widen_to_f32(StDtype dt, const void* src, float* dst, uint64_t n) {
+    switch (dt) {
+        case StDtype::F32: std::memcpy(dst, src, n * 4); return;
+        case StDtype::BF16: {
+            const auto* s = static_cast<const uint16_t*>(src);
+            for (uint64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+            return;
+        }
+        case StDtype::F16: {
+            const auto* s = static_cast<const uint16_t*>(src);
+            for (uint64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+            return;
+        }
+        default: fail_input(std::string("tensor dtype ") + st_dtype_info(dt).name + " cannot be converted (cmf reads BF16, F16 and F32)");
+    }
+}
+
+struct ExecuteStats {
+    uint64_t bytes_read = 0;
+    double seconds = 0;
+};
+
+// Runs every task on `threads` workers. The first error stops all workers and is rethrown.
+inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned threads,
+                                  const std::function<void(uint64_t done, uint64_t total)>& progress = {}) {
+    struct Chunk {
+        const TensorTask* task;
+        uint64_t row0, nrows;
+    };
+    std::vector<Chunk> chunks;
+    uint64_t total_bytes = 0;
+    for (const auto& t : tasks) {
+        const uint64_t per = std::max<uint64_t>(1, kChunkElements / std::max<uint64_t>(1, t.row_len));
+        for (uint64_t r = 0; r < t.rows; r += per) chunks.push_back({&t, r, std::min(per, t.rows - r)});
+        total_bytes += t.rows * t.row_len * st_dtype_info(t.src->dtype).size;
+    }
+    // one open descriptor per shard, shared by the workers (pread is thread-safe)
+    std::vector<std::pair<fs::path, std::unique_ptr<FileHandle>>> handles;
+    auto handle_for = [&](const fs::path& p) -> FileHandle& {
+        for (auto& h : handles)
+            if (h.first == p) return *h.second;
+        handles.emplace_back(p, std::make_unique<FileHandle>(p));
+        return *handles.back().second;
+    };
+    std::vector<FileHandle*> chunk_handle(chunks.size());
+    for (size_t i = 0; i < chunks.size(); ++i) chunk_handle[i] = &handle_for(chunks[i].task->src->file);
+
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> done_bytes{0};
+    std::atomic<bool> stop{false};
+    std::exception_ptr first_error;
+    std::mutex err_mu;
+    const auto t0 = std::chrono::steady_clock::now();
+
+    auto worker = [&]() {
+        std::vector<char> raw;
+        std::vector<float> f32;
+        std::vector<char> enc;
+        try {
+            for (;;) {
+                if (stop.load(std::memory_order_relaxed)) return;
+                const size_t i = next.fetch_add(1);
+                if (i >= chunks.size()) return;
+                const Chunk& c = chunks[i];
+                const TensorTask& t = *c.task;
+                const uint32_t esz = st_dtype_info(t.src->dtype).size;
+                const uint64_t n = c.nrows * t.row_len;
+                raw.resize(n * esz);
+                f32.resize(n);
+                chunk_handle[i]->read_at(raw.data(), raw.size(), t.src->offset + c.row0 * t.row_len * esz);
+                widen_to_f32(t.src->dtype, raw.data(), f32.data(), n);
+                if (t.add != 0.0f)
+                    for (uint64_t k = 0; k < n; ++k) f32[k] = f32[k] + t.add;
+                for (const auto& s : t.sinks) {
+                    const uint64_t rb = row_bytes(s.type, t.row_len);
+                    enc.resize(rb * c.nrows);
+                    quantize_rows(s.type, f32.data(), enc.data(), static_cast<int64_t>(c.nrows),
+                                  static_cast<int64_t>(t.row_len), s.imatrix);
+                    s.file->write_at(enc.data(), enc.size(), s.data_offset + c.row0 * rb);
+                }
+                const uint64_t d = done_bytes.fetch_add(raw.size()) + raw.size();
+                if (progress && threads <= 1) progress(d, total_bytes);
+            }
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(err_mu);
+            if (!first_error) first_error = std::current_exception();
+            stop = true;
+        }
+    };
+    threads = std::max(1u, threads);
+    std::vector<std::thread> pool;
+    for (unsigned k = 1; k < threads; ++k) pool.emplace_back(worker);
+    if (progress && threads > 1) {
+        // the calling thread reports progress while the others work, then joins in
+        std::thread reporter([&] {
+            while (!stop && done_bytes.load() < total_bytes) {
+                progress(done_bytes.load(), total_bytes);
+                std::this_thread::sleep_for(std::chrono::milliseconds(500));
+            }
+        });
+        worker();
+        for (auto& th : pool) th.join();
+        stop = true;
+        reporter.join();
+    } else {
+        worker();
+        for (auto& th : pool) th.join();
+    }
+    if (first_error) std::rethrow_exception(first_error);
+    ExecuteStats st;
+    st.bytes_read = total_bytes;
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return st;
+}
+
+}  // namespace cmf
