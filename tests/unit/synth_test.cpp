@@ -41,10 +41,6 @@ std::set<std::string> names_of(const GgufContents& g) {
     return s;
 }
 
-bool ends_with(const std::string& s, const std::string& suf) {
-    return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
 int64_t kv_int(const GgufContents& g, const std::string& key) {
     const GgufValue* v = g.kv.get(key);
     if (!v) return -1;

@@ -157,7 +157,7 @@ public:
     uint32_t fixed32() {
         if (data_.size() - pos_ < 4) fail("fixed32 runs past the end of the data");
         uint32_t v = 0;
-        for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(data_[pos_ + i])) << (8 * i);
+        for (size_t i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(data_[pos_ + i])) << (8 * i);
         pos_ += 4;
         return v;
     }
@@ -352,7 +352,7 @@ inline bool is_valid_utf8(std::string_view s) {
         else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
         else return false;
         if (s.size() - i <= static_cast<size_t>(n)) return false;
-        for (int k = 1; k <= n; ++k) {
+        for (size_t k = 1; k <= static_cast<size_t>(n); ++k) {
             const auto cc = static_cast<uint8_t>(s[i + k]);
             if ((cc & 0xc0) != 0x80) return false;
             cp = (cp << 6) | (cc & 0x3f);
@@ -361,7 +361,7 @@ inline bool is_valid_utf8(std::string_view s) {
         if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
             (cp >= 0xd800 && cp <= 0xdfff))
             return false;
-        i += n + 1;
+        i += static_cast<size_t>(n) + 1;
     }
     return true;
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "cmf/core/error.h"
+#include "cmf/format/sentencepiece.h"  // is_valid_utf8
 
 #include <nlohmann/json.hpp>
 
@@ -408,34 +409,9 @@ inline KvList load_sampling_kvs(const fs::path& dir) {
 
 // ---- text files ----
 
-inline bool utf8_valid(std::string_view s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<uint8_t>(s[i]);
-        if (c < 0x80) { ++i; continue; }
-        int n;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0) { n = 1; cp = c & 0x1f; }
-        else if ((c & 0xf0) == 0xe0) { n = 2; cp = c & 0x0f; }
-        else if ((c & 0xf8) == 0xf0) { n = 3; cp = c & 0x07; }
-        else return false;
-        if (s.size() - i <= static_cast<size_t>(n)) return false;
-        for (int k = 1; k <= n; ++k) {
-            const auto cc = static_cast<uint8_t>(s[i + k]);
-            if ((cc & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += static_cast<size_t>(n) + 1;
-    }
-    return true;
-}
-
 inline std::string read_text_file_like_python(const fs::path& path) {
     const std::string raw = read_binary_file(path);
-    if (!utf8_valid(raw)) fail_input(path.string() + ": not valid UTF-8 text");
+    if (!sentencepiece::is_valid_utf8(raw)) fail_input(path.string() + ": not valid UTF-8 text");
     std::string out;
     out.reserve(raw.size());
     for (size_t i = 0; i < raw.size(); ++i) {

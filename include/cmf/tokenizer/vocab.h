@@ -168,10 +168,14 @@ inline uint64_t vocab_size_from_hparams(const nlohmann::json& hparams, size_t n_
 //
 // Gemma's tokenizer.json is transformers' conversion of its SentencePiece BPE model
 // (convert_slow_tokenizer SpmConverter): model.type "BPE", byte_fallback true, model.vocab in
-// piece-id order, and every CONTROL / USER_DEFINED piece listed in "added_tokens" with
-// "special" = (type == CONTROL). What it drops is the piece scores and types; we restore them:
+// piece-id order, and every CONTROL / USER_DEFINED piece listed in "added_tokens" with "special"
+// true for CONTROL pieces and for pieces that are named special tokens (e.g. <start_of_turn>, a
+// USER_DEFINED piece). What it drops is the piece scores and types; we restore them:
 //  - an added token whose text is model.unk_token -> UNKNOWN; other added tokens -> CONTROL when
-//    special, else USER_DEFINED; all score 0 (SentencePiece gives meta pieces score 0);
+//    special, else USER_DEFINED; all score 0 (SentencePiece gives meta pieces score 0). A
+//    USER_DEFINED piece marked special thus comes back CONTROL; that cannot show in the GGUF when
+//    tokenizer_config.json's added_tokens_decoder lists the token (transformers writes every
+//    added token there), as that rule sets its type and score;
 //  - "<0xNN>" with byte_fallback -> BYTE, score 0;
 //  - model.unk_token (if not an added token) -> UNKNOWN, score 0;
 //  - every other piece -> NORMAL with score -k for the k-th normal piece in id order (k from 0,
@@ -260,11 +264,11 @@ inline void build_sentencepiece_rows(GgufVocab& v, const sentencepiece::Model& s
     v.scores.assign(n, kPadRowScore);
     v.token_types.assign(n, static_cast<int32_t>(TokenType::unused));
     for (uint64_t i = 0; i < n; ++i) v.tokens[i] = "[PAD" + std::to_string(i) + "]";
+    const std::string max_id = std::to_string(static_cast<int64_t>(n) - 1);  // for warnings
 
     for (size_t id = 0; id < sp.pieces.size(); ++id) {
         if (id >= n) {
-            v.warnings.push_back("ignore tokens from " + std::to_string(id) + ": id is out of range, max=" +
-                                 std::to_string(n - 1));
+            v.warnings.push_back("ignore tokens from " + std::to_string(id) + ": id is out of range, max=" + max_id);
             break;
         }
         const sentencepiece::Piece& p = sp.pieces[id];
@@ -294,12 +298,13 @@ inline void build_sentencepiece_rows(GgufVocab& v, const sentencepiece::Model& s
             if (!id || val.is_boolean()) fail_input(added_file.string() + ": id of " + json(key).dump() + " is not an integer: " + val.dump());
             if (*id < 0) fail_input(added_file.string() + ": id of " + json(key).dump() + " is negative: " + val.dump());
             if (static_cast<uint64_t>(*id) >= n) {
-                v.warnings.push_back("ignore token " + std::to_string(*id) + ": id is out of range, max=" + std::to_string(n - 1));
+                v.warnings.push_back("ignore token " + std::to_string(*id) + ": id is out of range, max=" + max_id);
                 continue;
             }
-            v.tokens[*id] = key;
-            v.scores[*id] = kAddedTokenScore;
-            v.token_types[*id] = static_cast<int32_t>(TokenType::user_defined);
+            const auto i = static_cast<size_t>(*id);
+            v.tokens[i] = key;
+            v.scores[i] = kAddedTokenScore;
+            v.token_types[i] = static_cast<int32_t>(TokenType::user_defined);
         }
     }
 
@@ -312,27 +317,31 @@ inline void build_sentencepiece_rows(GgufVocab& v, const sentencepiece::Model& s
         const auto id = detail::parse_decimal_id(key);
         if (!id) fail_input(where + ": added_tokens_decoder key " + json(key).dump() + " is not a token id");
         if (*id < 0) fail_input(where + ": added_tokens_decoder id " + key + " is negative");
-        const json& data = decoder->at(key);
+        // (a key recorded from an earlier, overwritten "added_tokens_decoder" object is not in this one)
+        const auto it = decoder->find(key);
+        if (it == decoder->end()) continue;
+        const json& data = *it;
         const json* content = py_get(data, "content", where);
         if (!content || !content->is_string())
             fail_input(where + ": added_tokens_decoder[" + key + "] has no string \"content\"");
         if (static_cast<uint64_t>(*id) >= n) {
-            v.warnings.push_back("ignore token " + std::to_string(*id) + ": id is out of range, max=" + std::to_string(n - 1));
+            v.warnings.push_back("ignore token " + std::to_string(*id) + ": id is out of range, max=" + max_id);
             continue;
         }
+        const auto i = static_cast<size_t>(*id);
         std::string token = content->get<std::string>();
-        if (v.token_types[*id] != static_cast<int32_t>(TokenType::unused) && v.tokens[*id] != token)
-            v.warnings.push_back("replacing token " + std::to_string(*id) + ": " + json(v.tokens[*id]).dump() + " -> " +
+        if (v.token_types[i] != static_cast<int32_t>(TokenType::unused) && v.tokens[i] != token)
+            v.warnings.push_back("replacing token " + std::to_string(i) + ": " + json(v.tokens[i]).dump() + " -> " +
                                  json(token).dump());
         if (py_truthy(py_get(data, "special", where)) || does_token_look_special(token)) {
-            v.token_types[*id] = static_cast<int32_t>(TokenType::control);
+            v.token_types[i] = static_cast<int32_t>(TokenType::control);
         } else {
             // the converter pre-normalizes user-defined spaces: U+2581 -> ' '
             token = replace_all(std::move(token), detail::kSpaceMarker, " ");
-            v.token_types[*id] = static_cast<int32_t>(TokenType::user_defined);
+            v.token_types[i] = static_cast<int32_t>(TokenType::user_defined);
         }
-        v.scores[*id] = kAddedTokenScore;
-        v.tokens[*id] = std::move(token);
+        v.scores[i] = kAddedTokenScore;
+        v.tokens[i] = std::move(token);
     }
     // _create_vocab_sentencepiece ends with a padding loop for vocab_size > len(tokens); the rows
     // are already vocab_size long at that point, so it never adds anything.
