@@ -20,7 +20,15 @@ requested type, byte-for-byte what llama.cpp's convert_hf_to_gguf.py writes.
 
   SRC_DIR               checkpoint directory: config.json, model*.safetensors (+ index),
                         tokenizer.model or tokenizer.json, tokenizer_config.json
-  --quant TYPES         comma-separated: f32, f16, bf16, q8_0 (default: f16)
+  --quant TYPES         comma-separated, all written in one pass (default: f16):
+                        f32, f16, bf16 (convert_hf_to_gguf --outtype), and the
+                        llama-quantize recipes q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s,
+                        q3_k_l, q3_k_m, q3_k_s, q2_k, q5_1, q5_0, q4_1, q4_0 applied to the
+                        lossless BF16 conversion; aliases q4s, q4, q8
+  --tensor-type RE=TYPE  tensors whose name matches RE get TYPE (llama-quantize's option;
+                        repeatable, first match wins)
+  --keep-layers L=TYPE  whole blocks to TYPE, e.g. 0-3,30-33=q8_0 (repeatable)
+  --token-embedding-type TYPE, --output-tensor-type TYPE
   --out DIR             output directory, created if missing (default: .)
   --name NAME           file base name (default: the checkpoint directory name);
                         files are NAME-<TYPE>.gguf, mmproj-NAME-<TYPE>.gguf
@@ -46,8 +54,68 @@ static std::string human_bytes(double b) {
     return s;
 }
 
+// The factory's short variant names (the old build scripts' q4s / q4 / q8).
+static std::string variant_alias(const std::string& v) {
+    if (v == "q4s") return "q4_k_s";
+    if (v == "q4") return "q4_k_m";
+    if (v == "q8") return "q8_0";
+    return v;
+}
+
+static std::string supported_types() {
+    std::string s = "f32, f16, bf16";
+    for (const auto& r : kQuantRecipes) {
+        std::string n = r.name;
+        for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        s += ", " + n;
+    }
+    return s + "; aliases q4s, q4, q8";
+}
+
+static GgmlType parse_type_arg(const std::string& opt, const std::string& v) {
+    auto t = parse_ggml_type(v);
+    if (!t || !quantize_supported(*t)) fail(ErrorKind::usage, "quantize: " + opt + ": unknown or unsupported tensor type '" + v + "'");
+    return *t;
+}
+
+// --tensor-type REGEX=TYPE (llama-quantize's meaning), --keep-layers 0,1,30-33=TYPE (whole
+// blocks, a shorthand for ^blk\.(0|1|30|...)\. patterns), embedding and output types.
+static TypeOverrides parse_overrides(const Args& a) {
+    TypeOverrides ov;
+    for (const auto& kl : a.all("keep-layers")) {
+        auto eq = kl.rfind('=');
+        if (eq == std::string::npos) fail(ErrorKind::usage, "quantize: --keep-layers wants LIST=TYPE, e.g. 0-3,30-33=q8_0");
+        const GgmlType t = parse_type_arg("--keep-layers", kl.substr(eq + 1));
+        std::string alt;
+        for (const auto& item : split_list(kl.substr(0, eq))) {
+            auto dash = item.find('-');
+            long lo, hi;
+            try {
+                lo = std::stol(item.substr(0, dash));
+                hi = dash == std::string::npos ? lo : std::stol(item.substr(dash + 1));
+            } catch (...) {
+                fail(ErrorKind::usage, "quantize: --keep-layers: '" + item + "' is not a layer number or range");
+            }
+            if (lo < 0 || hi < lo || hi > 10000) fail(ErrorKind::usage, "quantize: --keep-layers: bad range '" + item + "'");
+            for (long l = lo; l <= hi; ++l) alt += (alt.empty() ? "" : "|") + std::to_string(l);
+        }
+        if (alt.empty()) fail(ErrorKind::usage, "quantize: --keep-layers lists no layer");
+        ov.tensor_types.emplace_back("^blk\\.(" + alt + ")\\.", t);
+    }
+    for (const auto& tt : a.all("tensor-type")) {
+        auto eq = tt.rfind('=');
+        if (eq == std::string::npos || eq == 0) fail(ErrorKind::usage, "quantize: --tensor-type wants REGEX=TYPE, e.g. attn_v=q8_0");
+        ov.tensor_types.emplace_back(tt.substr(0, eq), parse_type_arg("--tensor-type", tt.substr(eq + 1)));
+    }
+    if (auto t = a.get("token-embedding-type")) ov.token_embedding_type = parse_type_arg("--token-embedding-type", *t);
+    if (auto t = a.get("output-tensor-type")) ov.output_tensor_type = parse_type_arg("--output-tensor-type", *t);
+    return ov;
+}
+
 int cmd_quantize(const std::vector<std::string>& argv) {
-    Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads"}, {"mmproj", "dry-run", "quiet", "help"}, "quantize");
+    Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads", "tensor-type", "keep-layers", "token-embedding-type",
+                               "output-tensor-type"},
+                        {"mmproj", "dry-run", "quiet", "help"}, "quantize");
     if (a.has("help")) {
         std::fputs(kQuantizeHelp, stdout);
         return 0;
@@ -59,12 +127,13 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     req.name = a.get("name").value_or("");
     req.mmproj = a.has("mmproj");
     for (const auto& t : split_list(a.get("quant").value_or("f16"))) {
-        auto ot = parse_out_type(t);
-        if (!ot) fail(ErrorKind::usage, "quantize: unknown type '" + t + "' (supported: f32, f16, bf16, q8_0)");
+        auto v = parse_variant(variant_alias(t));
+        if (!v) fail(ErrorKind::usage, "quantize: unknown type '" + t + "' (supported: " + supported_types() + ")");
         bool dup = false;
-        for (auto x : req.types) dup |= x == *ot;
-        if (!dup) req.types.push_back(*ot);
+        for (const auto& x : req.types) dup |= x.label() == v->label();
+        if (!dup) req.types.push_back(*v);
     }
+    req.overrides = parse_overrides(a);
     if (req.types.empty()) fail(ErrorKind::usage, "quantize: --quant lists no type");
     if (auto mt = a.get("mmproj-type")) {
         auto ot = parse_out_type(*mt);

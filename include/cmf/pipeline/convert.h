@@ -16,6 +16,7 @@
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/pipeline/execute.h"
+#include "cmf/quant/recipe.h"
 #include "cmf/tokenizer/gguf_vocab.h"
 
 namespace cmf {
@@ -23,10 +24,19 @@ namespace cmf {
 // GGML_QNT_VERSION: the quantization format generation every GGUF records.
 inline constexpr uint32_t kQuantizationVersion = 2;
 
+// One output variant: a converter type (f32/f16/bf16: convert_hf_to_gguf --outtype) or a
+// llama-quantize recipe applied to the lossless BF16 conversion (q8_0, q4_k_m, ...).
+struct Variant {
+    std::optional<gemma3::OutType> convert;
+    const QuantRecipe* recipe = nullptr;
+    std::string label() const;
+};
+
 struct ConvertRequest {
     fs::path src;
     fs::path out_dir;
-    std::vector<gemma3::OutType> types;
+    std::vector<Variant> types;
+    TypeOverrides overrides;
     bool mmproj = false;
     gemma3::OutType mmproj_type = gemma3::OutType::F16;
     std::string name;  // output base name; default: the checkpoint directory name
@@ -65,12 +75,32 @@ inline const char* out_type_name(gemma3::OutType t) {
     return "?";
 }
 
+inline std::string Variant::label() const { return recipe ? recipe->name : out_type_name(*convert); }
+
 inline std::optional<gemma3::OutType> parse_out_type(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (s == "f32") return gemma3::OutType::F32;
     if (s == "f16") return gemma3::OutType::F16;
     if (s == "bf16") return gemma3::OutType::BF16;
     if (s == "q8_0" || s == "q8") return gemma3::OutType::Q8_0;
+    return std::nullopt;
+}
+
+// f32, f16, bf16 are converter outputs; every quantized type is a llama-quantize recipe (its
+// Q8_0 has the same tensor data as the converter's, in llama-quantize's tensor and KV order).
+inline std::optional<Variant> parse_variant(std::string s) {
+    Variant v;
+    std::string low = s;
+    for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (low == "f32" || low == "f16" || low == "bf16") {
+        v.convert = parse_out_type(low);
+        return v;
+    }
+    if (low == "q8") low = "q8_0";
+    if (const QuantRecipe* r = find_recipe(low)) {
+        v.recipe = r;
+        return v;
+    }
     return std::nullopt;
 }
 
@@ -142,37 +172,72 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     std::string name_or_path;
     if (auto it = cfg.raw.find("_name_or_path"); it != cfg.raw.end() && it->is_string()) name_or_path = it->get<std::string>();
 
-    auto make_file = [&](gemma3::Part part, gemma3::OutType out, const fs::path& path, const std::string& label) {
+    const uint32_t n_layer = static_cast<uint32_t>(json_int(cfg.text["num_hidden_layers"], "num_hidden_layers"));
+    const uint32_t n_head = static_cast<uint32_t>(json_int(cfg.text["num_attention_heads"], "num_attention_heads"));
+    const uint32_t n_head_kv = static_cast<uint32_t>(json_int(cfg.text["num_key_value_heads"], "num_key_value_heads"));
+
+    auto make_file = [&](gemma3::Part part, const Variant& var, const fs::path& path, const std::string& label) {
         PlannedFile f;
         f.path = path;
         f.label = label;
         GeneralInfo g;
         const bool text = part == gemma3::Part::text;
+        // a quantized variant is llama-quantize run on the BF16 conversion
+        const gemma3::OutType conv = var.recipe ? gemma3::OutType::BF16 : *var.convert;
         g.architecture = text ? "gemma3" : "clip";
         g.type = text ? "model" : "mmproj";
         g.n_params = text ? text_params : vision_params;
         g.name = derive_model_name(name_or_path, dir_name, static_cast<int64_t>(g.n_params));
         add_general_kvs(f.layout.kv, g, req.src, true);
-        if (text) gemma3::add_text_hparams(f.layout.kv, cfg, gemma3::file_type_id(out));
-        else gemma3::add_vision_hparams(f.layout.kv, cfg, gemma3::file_type_id(out));
+        if (text) gemma3::add_text_hparams(f.layout.kv, cfg, gemma3::file_type_id(conv));
+        else gemma3::add_vision_hparams(f.layout.kv, cfg, gemma3::file_type_id(conv));
         f.layout.kv.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
         if (text)
             for (const auto& [k, v] : vocab_kv.items()) f.layout.kv.set(k, v);
-        for (size_t i = 0; i < plan.tensors.size(); ++i) {
+        std::vector<size_t> idx;
+        for (size_t i = 0; i < plan.tensors.size(); ++i)
+            if (plan.tensors[i].part == part) idx.push_back(i);
+        std::vector<GgmlType> types;
+        for (size_t i : idx) {
             const auto& t = plan.tensors[i];
-            if (t.part != part) continue;
-            f.layout.add_tensor(t.gguf_name, t.ne,
-                                gemma3::converter_tensor_type(t.part, t.hf_name, t.gguf_name, t.ne.size(), t.row_len, out));
-            f.tensor_of.push_back(i);
+            types.push_back(gemma3::converter_tensor_type(t.part, t.hf_name, t.gguf_name, t.ne.size(), t.row_len, conv));
+        }
+        if (var.recipe) {
+            // llama-quantize: its own tensor order, its type choice, and the two version KVs
+            // moved to the end (gguf_set_val_u32 re-adds an existing key last)
+            std::vector<size_t> order(idx.size());
+            for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+            std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+                return llama_quantize_order(plan.tensors[idx[a]].gguf_name, plan.tensors[idx[b]].gguf_name);
+            });
+            std::vector<size_t> idx2;
+            std::vector<RecipeTensor> rts;
+            for (size_t k : order) {
+                idx2.push_back(idx[k]);
+                rts.push_back({plan.tensors[idx[k]].gguf_name, plan.tensors[idx[k]].ne, types[k]});
+            }
+            idx = idx2;
+            types = choose_tensor_types(rts, *var.recipe, n_layer, n_head, n_head_kv, req.overrides);
+            f.layout.kv.move_to_end("general.quantization_version");
+            f.layout.kv.set("general.file_type", GgufValue::u32(var.recipe->ftype));
+            f.layout.kv.move_to_end("general.file_type");
+        }
+        for (size_t k = 0; k < idx.size(); ++k) {
+            const auto& t = plan.tensors[idx[k]];
+            f.layout.add_tensor(t.gguf_name, t.ne, types[k]);
+            f.tensor_of.push_back(idx[k]);
         }
         f.layout.finalize();
         plan.files.push_back(std::move(f));
     };
-    for (auto out : req.types)
-        make_file(gemma3::Part::text, out, req.out_dir / (base + "-" + out_type_name(out) + ".gguf"), out_type_name(out));
-    if (req.mmproj)
-        make_file(gemma3::Part::vision, req.mmproj_type, req.out_dir / ("mmproj-" + base + "-" + out_type_name(req.mmproj_type) + ".gguf"),
+    for (const auto& var : req.types)
+        make_file(gemma3::Part::text, var, req.out_dir / (base + "-" + var.label() + ".gguf"), var.label());
+    if (req.mmproj) {
+        Variant mv;
+        mv.convert = req.mmproj_type;
+        make_file(gemma3::Part::vision, mv, req.out_dir / ("mmproj-" + base + "-" + out_type_name(req.mmproj_type) + ".gguf"),
                   std::string("mmproj ") + out_type_name(req.mmproj_type));
+    }
     return plan;
 }
 
