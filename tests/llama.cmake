@@ -32,3 +32,11 @@ set_tests_properties(llama_loads_cmf_output PROPERTIES
   SKIP_RETURN_CODE 77
   TIMEOUT 1500
   LABELS "llama;golden")
+
+#   llama_q4_k_m_greedy     cmf's Q4_K_M of tiny-text: same greedy continuation as the golden Q4_K_M
+add_test(NAME llama_q4_k_m_greedy
+         COMMAND bash ${CMF_LLAMA_TEST_DIR}/check_q4_k_m.sh $<TARGET_FILE:cmf>)
+set_tests_properties(llama_q4_k_m_greedy PROPERTIES
+  SKIP_RETURN_CODE 77
+  TIMEOUT 600
+  LABELS "llama;golden")

@@ -46,9 +46,7 @@ TempDir* GoldenConvert::out_ = nullptr;
 TEST_F(GoldenConvert, WholeFilesAreByteIdentical) {
     const std::pair<const char*, const char*> pairs[] = {
         {"text/tiny-text-F16.gguf", "gguf/tiny-text-f16.gguf"},
-        {"text/tiny-text-Q8_0.gguf", "gguf/tiny-text-q8_0.gguf"},
         {"mm/tiny-mm-F16.gguf", "gguf/tiny-mm-f16.gguf"},
-        {"mm/tiny-mm-Q8_0.gguf", "gguf/tiny-mm-q8_0.gguf"},
         {"mm/mmproj-tiny-mm-F16.gguf", "gguf/mmproj-tiny-mm-f16.gguf"},
     };
     for (const auto& [ours, ref] : pairs) {
@@ -60,6 +58,44 @@ TEST_F(GoldenConvert, WholeFilesAreByteIdentical) {
         EXPECT_TRUE(cmp.ok()) << cmp.text();
         EXPECT_EQ(file_sha256(out(ours)), file_sha256(golden(ref)));
     }
+}
+
+// cmf's Q8_0 is llama-quantize's (its tensor and KV order); the tensor data and every KV value
+// equal the converter's --outtype q8_0 file as well.
+TEST_F(GoldenConvert, Q8_0HasTheConvertersDataAndValues) {
+    for (const char* m : {"tiny-text", "tiny-mm"}) {
+        SCOPED_TRACE(m);
+        const std::string sub = std::string(m) == "tiny-text" ? "text/" : "mm/";
+        auto cmp = compare_with_dump(out(sub + m + "-Q8_0.gguf"), read_dump(golden(std::string(m) == "tiny-text" ? "dumps/tiny-text-q8_0.dump.txt" : "dumps/tiny-mm-q8_0.dump.txt")),
+                                     false, {}, false);
+        EXPECT_TRUE(cmp.ok()) << cmp.text();
+    }
+}
+
+// Every llama-quantize recipe in ../shared/golden, made from the BF16 source in one pass.
+TEST_F(GoldenConvert, RecipesEqualLlamaQuantizeOnTheBf16Conversion) {
+    for (const char* m : {"tiny-text", "tiny-mm"}) {
+        TempDir d;
+        auto r = run_cmf("quantize " + shell_quote((golden_dir() / m).string()) +
+                         " --quant q4_k_m,q4_k_s,q5_k_m,q6_k,q4_0,q8_0 --quiet --out " + shell_quote(d.path().string()));
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        for (const char* t : {"Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q4_0", "Q8_0"}) {
+            SCOPED_TRACE(std::string(m) + " " + t);
+            auto cmp = compare_with_dump((d.path() / (std::string(m) + "-" + t + ".gguf")).string(),
+                                         read_dump(golden(std::string("dumps/") + m + "-" + t + ".from-bf16.dump.txt")), true);
+            EXPECT_TRUE(cmp.ok()) << cmp.text();
+        }
+    }
+}
+
+// Bytes do not depend on the thread count.
+TEST_F(GoldenConvert, OutputIsIndependentOfThreadCount) {
+    TempDir a, b;
+    const std::string src = shell_quote((golden_dir() / "tiny-mm").string());
+    ASSERT_EQ(run_cmf("quantize " + src + " --quant q4_k_m,q8_0,f16 --mmproj --threads 1 --quiet --out " + shell_quote(a.path().string())).exit_code, 0);
+    ASSERT_EQ(run_cmf("quantize " + src + " --quant q4_k_m,q8_0,f16 --mmproj --threads 3 --quiet --out " + shell_quote(b.path().string())).exit_code, 0);
+    for (const char* f : {"tiny-mm-Q4_K_M.gguf", "tiny-mm-Q8_0.gguf", "tiny-mm-F16.gguf", "mmproj-tiny-mm-F16.gguf"})
+        EXPECT_EQ(file_sha256((a.path() / f).string()), file_sha256((b.path() / f).string())) << f;
 }
 
 // BF16 and the other mmproj types exist only as dumps.

@@ -196,7 +196,7 @@ struct CompareResult {
 // Compares a GGUF with a dump: tensors by name, shape, type and data sha256 (and order if asked),
 // KVs by key, order, type and rendered value, except the keys listed in `ignore`.
 inline CompareResult compare_with_dump(const std::string& gguf_path, const Dump& ref, bool check_order,
-                                       const std::vector<std::string>& ignore = {}) {
+                                       const std::vector<std::string>& ignore = {}, bool kv_order = true) {
     CompareResult r;
     GgufContents g = read_gguf(gguf_path);
     auto ignored = [&](const std::string& k) { return std::find(ignore.begin(), ignore.end(), k) != ignore.end(); };
@@ -205,6 +205,10 @@ inline CompareResult compare_with_dump(const std::string& gguf_path, const Dump&
         if (!ignored(k)) ours.push_back(k + " = " + render_kv(v));
     for (const auto& kv : ref.kvs)
         if (!ignored(kv.key)) theirs.push_back(kv.key + " = " + kv.type + " " + kv.value);
+    if (!kv_order) {
+        std::sort(ours.begin(), ours.end());
+        std::sort(theirs.begin(), theirs.end());
+    }
     for (size_t i = 0; i < std::max(ours.size(), theirs.size()); ++i) {
         std::string a = i < ours.size() ? ours[i] : "<none>", b = i < theirs.size() ? theirs[i] : "<none>";
         if (a != b) r.diffs.push_back("kv #" + std::to_string(i) + ": ours " + a.substr(0, 200) + "\n        ref  " + b.substr(0, 200));

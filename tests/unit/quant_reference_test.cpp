@@ -266,6 +266,27 @@ std::string hex(const uint8_t* p, size_t n) {
     return s;
 }
 
+// Which NaN (sign, payload) comes out of `a*b + c` when several operands are NaN depends on
+// the operand order of the SSE instructions. Our headers match the gcc-built library when
+// compiled with gcc; clang may swap the operands of commutative operations, so under other
+// compilers NaN inputs are left out and any two NaNs compare equal. Finite results must match
+// bit for bit everywhere.
+#if defined(__GNUC__) && !defined(__clang__)
+constexpr bool kExactNaNs = true;
+#else
+constexpr bool kExactNaNs = false;
+#endif
+
+// Index of the first element whose bits differ, or -1.
+int64_t first_mismatch(const float* a, const float* b, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (cmf::f32_bits(a[i]) == cmf::f32_bits(b[i])) continue;
+        if (!kExactNaNs && std::isnan(a[i]) && std::isnan(b[i])) continue;
+        return i;
+    }
+    return -1;
+}
+
 bool is_k_quant(GgmlType t) { return cmf::type_info(t).block_size == 256; }
 
 std::vector<int64_t> row_lengths(GgmlType t) {
@@ -305,6 +326,7 @@ TEST_P(QuantReference, QuantizeAndDequantizeMatchGgml) {
         std::vector<uint8_t> want(rb * static_cast<size_t>(nrows)), got(want.size());
         std::vector<float> deq_want(static_cast<size_t>(n)), deq_got(static_cast<size_t>(n));
         for (const auto& dist : distributions()) {
+            if (!kExactNaNs && std::string(dist.name) == "non_finite") continue;
             for (const ImatrixKind kind : kinds) {
                 for (int64_t r = 0; r < nrows; ++r) dist.fill(rng, src.data() + r * n, n);
                 const std::vector<float> imatrix = make_imatrix(rng, kind, n);
@@ -341,9 +363,8 @@ TEST_P(QuantReference, QuantizeAndDequantizeMatchGgml) {
                     const uint8_t* blocks = want.data() + r * rb;
                     lib_dequant(blocks, deq_want.data(), n);
                     cmf::dequantize_row(type, blocks, deq_got.data(), n);
-                    if (std::memcmp(deq_want.data(), deq_got.data(), deq_want.size() * sizeof(float)) == 0) continue;
-                    int64_t i = 0;
-                    while (cmf::f32_bits(deq_want[i]) == cmf::f32_bits(deq_got[i])) ++i;
+                    const int64_t i = first_mismatch(deq_want.data(), deq_got.data(), n);
+                    if (i < 0) continue;
                     ++failures;
                     ADD_FAILURE() << cmf::type_display_name(type) << " dequantize differs: distribution " << dist.name
                                   << ", " << name(kind) << ", n " << n << ", row " << r << ", element " << i
@@ -353,7 +374,8 @@ TEST_P(QuantReference, QuantizeAndDequantizeMatchGgml) {
         }
     }
     std::cout << "[ quant    ] " << cmf::type_display_name(type) << ": " << rows_checked << " rows in " << batches
-              << " batches (" << distributions().size() << " distributions x 4 imatrix kinds x "
+              << " batches (" << batches / (4 * static_cast<int64_t>(row_lengths(type).size()))
+              << " distributions x 4 imatrix kinds x "
               << row_lengths(type).size() << " row lengths) compared with ggml_quantize_chunk\n";
 }
 
@@ -376,9 +398,7 @@ TEST_P(QuantReference, DequantizeRandomBytesMatchesGgml) {
         for (auto& b : bytes) b = static_cast<uint8_t>(rng());
         lib_dequant(bytes.data(), want.data(), n);
         cmf::dequantize_row(type, bytes.data(), got.data(), n);
-        if (std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) != 0) {
-            int64_t i = 0;
-            while (cmf::f32_bits(want[i]) == cmf::f32_bits(got[i])) ++i;
+        if (const int64_t i = first_mismatch(want.data(), got.data(), n); i >= 0) {
             FAIL() << cmf::type_display_name(type) << " dequantize of random bytes differs at element " << i
                    << ": ggml bits " << std::hex << cmf::f32_bits(want[i]) << " cmf bits " << cmf::f32_bits(got[i]);
         }
@@ -394,7 +414,7 @@ TEST(QuantReferenceF16, AllHalvesRoundTripLikeGgml) {
     std::vector<float> want(65536), got(65536);
     lib.dequantizer(GgmlType::F16)(h.data(), want.data(), 65536);
     cmf::dequantize_row(GgmlType::F16, h.data(), got.data(), 65536);
-    ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0);
+    ASSERT_EQ(first_mismatch(want.data(), got.data(), 65536), -1);
     std::vector<uint16_t> back_want(65536), back_got(65536);
     lib.quantize_chunk(static_cast<int>(GgmlType::F16), want.data(), back_want.data(), 0, 1, 65536, nullptr);
     cmf::quantize_rows(GgmlType::F16, want.data(), back_got.data(), 1, 65536, nullptr);

@@ -515,7 +515,10 @@ inline GgufContents read_gguf(const fs::path& path) {
         const auto* ti = find_type_info(t.type);
         if (!ti) fail_input(where + ": tensor '" + t.name + "' has unknown type " + std::to_string(static_cast<uint32_t>(t.type)));
         if (t.ne[0] % ti->block_size) fail_input(where + ": tensor '" + t.name + "' row is not a whole number of blocks");
-        t.nbytes = static_cast<uint64_t>(n) / ti->block_size * ti->type_size;
+        // in 128 bits: 2^62 elements of an 8-byte type would wrap a uint64 to a small size
+        const unsigned __int128 nb = n / ti->block_size * ti->type_size;
+        if (nb > g.file_size) fail_input(where + ": tensor '" + t.name + "' is larger than the file (truncated?)");
+        t.nbytes = static_cast<uint64_t>(nb);
         t.offset = c.get<uint64_t>();
         if (t.offset % g.alignment) fail_input(where + ": tensor '" + t.name + "' offset is not aligned");
         g.tensors.push_back(std::move(t));
