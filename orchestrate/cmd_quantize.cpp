@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cmf/pipeline/convert.h"
+#include "cmf/pipeline/quality_report.h"
 #include "orchestrate/args.h"
 #include "orchestrate/commands.h"
 
@@ -29,6 +30,8 @@ requested type, byte-for-byte what llama.cpp's convert_hf_to_gguf.py writes.
                         repeatable, first match wins)
   --keep-layers L=TYPE  whole blocks to TYPE, e.g. 0-3,30-33=q8_0 (repeatable)
   --token-embedding-type TYPE, --output-tensor-type TYPE
+  --imatrix FILE        importance matrix from llama-imatrix (GGUF or legacy .dat) for the
+                        quantized types, used and recorded exactly as llama-quantize does
   --out DIR             output directory, created if missing (default: .)
   --name NAME           file base name (default: the checkpoint directory name);
                         files are NAME-<TYPE>.gguf, mmproj-NAME-<TYPE>.gguf
@@ -114,7 +117,7 @@ static TypeOverrides parse_overrides(const Args& a) {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
     Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads", "tensor-type", "keep-layers", "token-embedding-type",
-                               "output-tensor-type"},
+                               "output-tensor-type", "imatrix"},
                         {"mmproj", "dry-run", "quiet", "help"}, "quantize");
     if (a.has("help")) {
         std::fputs(kQuantizeHelp, stdout);
@@ -134,6 +137,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         if (!dup) req.types.push_back(*v);
     }
     req.overrides = parse_overrides(a);
+    if (auto im = a.get("imatrix")) req.imatrix = std::make_shared<const ImatrixData>(load_imatrix(*im));
     if (req.types.empty()) fail(ErrorKind::usage, "quantize: --quant lists no type");
     if (auto mt = a.get("mmproj-type")) {
         auto ot = parse_out_type(*mt);
@@ -193,6 +197,18 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         std::printf("%-48s %8zu %12s %7.2f\n", f.path.filename().string().c_str(), f.layout.tensors.size(),
                     human_bytes(static_cast<double>(f.layout.file_size)).c_str(),
                     elems ? 8.0 * static_cast<double>(bytes) / static_cast<double>(elems) : 0.0);
+    }
+    // quality reports: JSON next to each file, the gist on the console
+    for (size_t fi = 0; fi < plan.files.size(); ++fi) {
+        const auto& f = plan.files[fi];
+        fs::path qp = f.path;
+        qp.replace_extension(".quality.json");
+        write_file_atomic(qp, quality_report_json(f, r.errors[fi]).dump(1) + "\n");
+        const QualitySummary q = summarize_quality(f, r.errors[fi]);
+        if (q.overall_relative_rms == 0) continue;  // lossless
+        std::printf("%s: relative RMS error %.3e, max abs %.3e; worst:", f.path.filename().string().c_str(), q.overall_relative_rms, q.max_abs);
+        for (size_t i = 0; i < q.worst.size(); ++i) std::printf("%s %s %.2e", i ? "," : "", q.worst[i].first.c_str(), q.worst[i].second);
+        std::printf("\n");
     }
     std::printf("read %s of weights once, wrote %zu file(s) in %.2f s with %u thread(s)\n",
                 human_bytes(static_cast<double>(r.stats.bytes_read)).c_str(), r.files.size(), secs, threads);

@@ -16,6 +16,7 @@
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/pipeline/execute.h"
+#include "cmf/quant/imatrix.h"
 #include "cmf/quant/recipe.h"
 #include "cmf/tokenizer/gguf_vocab.h"
 
@@ -40,6 +41,7 @@ struct ConvertRequest {
     bool mmproj = false;
     gemma3::OutType mmproj_type = gemma3::OutType::F16;
     std::string name;  // output base name; default: the checkpoint directory name
+    std::shared_ptr<const ImatrixData> imatrix;  // llama-quantize --imatrix, for the recipe variants
 };
 
 struct PlannedTensor {
@@ -56,6 +58,7 @@ struct PlannedFile {
     std::string label;  // "F16", "mmproj F16"
     GgufLayout layout;
     std::vector<size_t> tensor_of;  // for each layout tensor: index into ConversionPlan::tensors
+    std::vector<const float*> imatrix_of;  // for each layout tensor: its importance values or null (empty: none)
 };
 
 struct ConversionPlan {
@@ -63,6 +66,7 @@ struct ConversionPlan {
     HfConfig config;
     std::vector<PlannedTensor> tensors;
     std::vector<PlannedFile> files;
+    std::shared_ptr<const ImatrixData> imatrix;  // keeps PlannedFile::imatrix_of valid
 };
 
 inline const char* out_type_name(gemma3::OutType t) {
@@ -108,6 +112,32 @@ inline bool is_supported_architecture(const std::string& a) {
     return a == "Gemma3ForCausalLM" || a == "Gemma3ForConditionalGeneration";
 }
 
+// The importance values llama_model_quantize (llama-quant.cpp) hands to ggml_quantize_chunk for
+// each tensor: looked up by name only when the tensor changes type; the entry must hold
+// ne[0]*ne[2] values, else it is an error, except for token_embd / per_layer_token_embd, which are
+// then quantized without one. F32/F16/BF16 targets ignore it, so they get null.
+inline std::vector<const float*> imatrix_for_tensors(const ImatrixData& im, const std::vector<RecipeTensor>& rts,
+                                                     const std::vector<GgmlType>& types) {
+    std::vector<const float*> out(rts.size(), nullptr);
+    for (size_t k = 0; k < rts.size(); ++k) {
+        if (rts[k].input_type == types[k]) continue;  // copied, not quantized
+        auto it = im.values.find(rts[k].name);
+        if (it == im.values.end()) continue;  // llama.cpp: "did not find weights", quantized without
+        const auto& ne = rts[k].ne;
+        const uint64_t want = ne[0] * (ne.size() > 2 ? ne[2] : 1);
+        if (it->second.size() != want) {
+            if (rts[k].name == "token_embd.weight" || rts[k].name == "per_layer_token_embd.weight") continue;
+            fail_input(im.file + ": imatrix size " + std::to_string(it->second.size()) + " is different from tensor size " +
+                       std::to_string(want) + " for " + rts[k].name);
+        }
+        // one slice per expert would be needed for 3-D tensors; Gemma 3 has none
+        if (ne.size() > 2 && ne[2] > 1) fail_input(rts[k].name + ": per-expert importance matrices are not supported");
+        if (types[k] == GgmlType::F32 || types[k] == GgmlType::F16 || types[k] == GgmlType::BF16) continue;
+        out[k] = it->second.data();
+    }
+    return out;
+}
+
 inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     ConversionPlan plan;
     plan.config = load_hf_config(req.src);
@@ -116,6 +146,14 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         fail_input("unsupported architecture '" + cfg.architecture + "' in " + (req.src / "config.json").string() +
                    " (cmf converts Gemma3ForCausalLM and Gemma3ForConditionalGeneration)");
     gemma3::apply_text_defaults(cfg);
+    // llama-quantize passes an imatrix only when it has entries (quantize.cpp prepare_imatrix),
+    // and then the recipe knows it (qs.has_imatrix) and every entry must be finite
+    TypeOverrides overrides = req.overrides;
+    if (req.imatrix && !req.imatrix->values.empty()) {
+        overrides.has_imatrix = true;
+        check_imatrix_finite(*req.imatrix);
+        plan.imatrix = req.imatrix;
+    }
 
     // tokenizer first: it is cheap, and a missing tokenizer should fail before any heavy work
     GgufKvList vocab_kv;
@@ -217,10 +255,14 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
                 rts.push_back({plan.tensors[idx[k]].gguf_name, plan.tensors[idx[k]].ne, types[k]});
             }
             idx = idx2;
-            types = choose_tensor_types(rts, *var.recipe, n_layer, n_head, n_head_kv, req.overrides);
+            types = choose_tensor_types(rts, *var.recipe, n_layer, n_head, n_head_kv, overrides);
             f.layout.kv.move_to_end("general.quantization_version");
             f.layout.kv.set("general.file_type", GgufValue::u32(var.recipe->ftype));
             f.layout.kv.move_to_end("general.file_type");
+            if (plan.imatrix) {
+                add_imatrix_kvs(f.layout.kv, *plan.imatrix);
+                f.imatrix_of = imatrix_for_tensors(*plan.imatrix, rts, types);
+            }
         }
         for (size_t k = 0; k < idx.size(); ++k) {
             const auto& t = plan.tensors[idx[k]];
@@ -244,6 +286,8 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
 struct ConvertResult {
     std::vector<fs::path> files;
     ExecuteStats stats;
+    // per file (plan order), per layout tensor: error of the written values against the source
+    std::vector<std::vector<ErrorStat>> errors;
 };
 
 // Writes every planned file. Outputs appear only when all of them are complete: each is written
@@ -260,18 +304,22 @@ inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads
         tasks[i].row_len = t.row_len;
         tasks[i].add = t.add;
     }
+    ConvertResult r;
+    r.errors.resize(plan.files.size());
     for (size_t fi = 0; fi < plan.files.size(); ++fi) {
         const auto& f = plan.files[fi];
+        r.errors[fi].resize(f.tensor_of.size());
         for (size_t k = 0; k < f.tensor_of.size(); ++k) {
             const auto& info = f.layout.tensors[k];
-            tasks[f.tensor_of[k]].sinks.push_back({outs[fi].get(), f.layout.data_start + info.offset, info.type, nullptr});
+            tasks[f.tensor_of[k]].sinks.push_back(
+                {outs[fi].get(), f.layout.data_start + info.offset, info.type, f.imatrix_of.empty() ? nullptr : f.imatrix_of[k],
+                 &r.errors[fi][k]});
         }
     }
     // tensors no output wants (e.g. the vision tower without --mmproj) are not read
     std::vector<TensorTask> wanted;
     for (auto& t : tasks)
         if (!t.sinks.empty()) wanted.push_back(std::move(t));
-    ConvertResult r;
     r.stats = execute_tasks(wanted, threads, progress);
     for (auto& o : outs) {
         o->commit();

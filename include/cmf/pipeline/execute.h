@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -30,12 +31,27 @@ namespace cmf {
 // speed, small enough that two workers stay far below the 512 MiB budget.
 inline constexpr uint64_t kChunkElements = 1ull << 20;
 
+// Error of the encoded values against the F32 source (accumulated over rows).
+struct ErrorStat {
+    double sum_sq_err = 0, sum_sq_ref = 0, max_abs = 0;
+    uint64_t n = 0;
+    void merge(const ErrorStat& o) {
+        sum_sq_err += o.sum_sq_err;
+        sum_sq_ref += o.sum_sq_ref;
+        max_abs = std::max(max_abs, o.max_abs);
+        n += o.n;
+    }
+    // sqrt(sum (q - x)^2 / sum x^2): 0 for a lossless copy
+    double relative_rms() const { return sum_sq_ref > 0 ? std::sqrt(sum_sq_err / sum_sq_ref) : (sum_sq_err > 0 ? INFINITY : 0.0); }
+};
+
 // One place a source tensor goes: a tensor of one output file.
 struct TensorSink {
     GgufOutput* file = nullptr;
     uint64_t data_offset = 0;  // absolute offset of the tensor's first byte
     GgmlType type = GgmlType::F32;
     const float* imatrix = nullptr;  // per-column importance, or null
+    ErrorStat* stats = nullptr;      // if set, receives the error of this tensor (merged in row order)
 };
 
 // One source tensor and what to do with it.
@@ -95,6 +111,9 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
     std::vector<FileHandle*> chunk_handle(chunks.size());
     for (size_t i = 0; i < chunks.size(); ++i) chunk_handle[i] = &handle_for(chunks[i].task->src->file);
 
+    // per chunk, per sink partial error sums; merged in chunk order at the end so the report
+    // does not depend on thread timing
+    std::vector<std::vector<ErrorStat>> chunk_stats(chunks.size());
     std::atomic<size_t> next{0};
     std::atomic<uint64_t> done_bytes{0};
     std::atomic<bool> stop{false};
@@ -106,6 +125,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
         std::vector<char> raw;
         std::vector<float> f32;
         std::vector<char> enc;
+        std::vector<float> deq;
         try {
             for (;;) {
                 if (stop.load(std::memory_order_relaxed)) return;
@@ -121,12 +141,29 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                 widen_to_f32(t.src->dtype, raw.data(), f32.data(), n);
                 if (t.add != 0.0f)
                     for (uint64_t k = 0; k < n; ++k) f32[k] = f32[k] + t.add;
-                for (const auto& s : t.sinks) {
+                chunk_stats[i].assign(t.sinks.size(), ErrorStat{});
+                for (size_t si = 0; si < t.sinks.size(); ++si) {
+                    const auto& s = t.sinks[si];
                     const uint64_t rb = row_bytes(s.type, t.row_len);
                     enc.resize(rb * c.nrows);
                     quantize_rows(s.type, f32.data(), enc.data(), static_cast<int64_t>(c.nrows),
                                   static_cast<int64_t>(t.row_len), s.imatrix);
                     s.file->write_at(enc.data(), enc.size(), s.data_offset + c.row0 * rb);
+                    if (s.stats) {
+                        ErrorStat& st = chunk_stats[i][si];
+                        deq.resize(t.row_len);
+                        for (uint64_t r = 0; r < c.nrows; ++r) {
+                            dequantize_row(s.type, enc.data() + r * rb, deq.data(), static_cast<int64_t>(t.row_len));
+                            const float* x = f32.data() + r * t.row_len;
+                            for (uint64_t k = 0; k < t.row_len; ++k) {
+                                const double e = static_cast<double>(deq[k]) - static_cast<double>(x[k]);
+                                st.sum_sq_err += e * e;
+                                st.sum_sq_ref += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+                                st.max_abs = std::max(st.max_abs, std::fabs(e));
+                            }
+                            st.n += t.row_len;
+                        }
+                    }
                 }
                 const uint64_t d = done_bytes.fetch_add(raw.size()) + raw.size();
                 if (progress && threads <= 1) progress(d, total_bytes);
@@ -157,6 +194,9 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
         for (auto& th : pool) th.join();
     }
     if (first_error) std::rethrow_exception(first_error);
+    for (size_t i = 0; i < chunks.size(); ++i)
+        for (size_t si = 0; si < chunks[i].task->sinks.size(); ++si)
+            if (ErrorStat* out = chunks[i].task->sinks[si].stats) out->merge(chunk_stats[i][si]);
     ExecuteStats st;
     st.bytes_read = total_bytes;
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
