@@ -259,6 +259,17 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
             f.layout.kv.move_to_end("general.quantization_version");
             f.layout.kv.set("general.file_type", GgufValue::u32(var.recipe->ftype));
             f.layout.kv.move_to_end("general.file_type");
+            // overrides change the recipe, so the file says which were applied (llama-quantize
+            // itself records only the imatrix); absent when none were given
+            if (!req.overrides.tensor_types.empty()) {
+                std::vector<std::string> rules;
+                for (const auto& [p, t] : req.overrides.tensor_types) rules.push_back(p + "=" + type_display_name(t));
+                f.layout.kv.set("quantize.tensor_type_overrides", GgufValue::string_array(rules));
+            }
+            if (req.overrides.token_embedding_type)
+                f.layout.kv.set("quantize.token_embedding_type", GgufValue::string(type_display_name(*req.overrides.token_embedding_type)));
+            if (req.overrides.output_tensor_type)
+                f.layout.kv.set("quantize.output_tensor_type", GgufValue::string(type_display_name(*req.overrides.output_tensor_type)));
             if (plan.imatrix) {
                 add_imatrix_kvs(f.layout.kv, *plan.imatrix);
                 f.imatrix_of = imatrix_for_tensors(*plan.imatrix, rts, types);

@@ -95,7 +95,8 @@ CMF_AVX2 inline void qkx_ref_8groups(const float* x, int nmax, float rmin, float
     }
     for (int is = 0; is <= nstep; ++is) {
         const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax);
-        iscale = _mm256_div_ps(_mm256_set1_ps(num), range);
+        // scalar: (max - min) with the min of the best rounding so far
+        iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(vmax, vmin));
         __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
         for (int i = 0; i < n; ++i) {
             __m256i l = nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], vmin)));
