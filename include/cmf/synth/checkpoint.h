@@ -709,11 +709,14 @@ inline void write_synthetic_checkpoint(const fs::path& dir, const SynthSpec& spe
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (!fs::is_directory(dir)) fail_io("cannot create directory " + dir.string() + (ec ? ": " + ec.message() : ""));
+    std::vector<fs::path> stale;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
         const std::string fn = e.path().filename().string();
         const bool shard = fn.rfind("model", 0) == 0 && fn.size() > 12 && fn.substr(fn.size() - 12) == ".safetensors";
-        if (shard || fn == "model.safetensors.index.json") fs::remove(e.path(), ec);
+        if (shard || fn == "model.safetensors.index.json") stale.push_back(e.path());
     }
+    for (const auto& p : stale)
+        if (!ec) fs::remove(p, ec);
     if (ec) fail_io("cannot clean " + dir.string() + ": " + ec.message());
 
     const std::map<std::string, std::string> meta = {{"format", "pt"}};
