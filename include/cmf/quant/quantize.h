@@ -17,6 +17,7 @@
 
 #include "cmf/core/error.h"
 #include "cmf/quant/half.h"
+#include "cmf/quant/kernels_avx2.h"
 #include "cmf/quant/kquants.h"
 #include "cmf/quant/legacy.h"
 #include "cmf/quant/types.h"
@@ -107,6 +108,20 @@ inline size_t quantize_rows(GgmlType type, const float* src, void* dst, int64_t 
             for (int64_t i = 0; i < n; ++i) quant::detail::store_u16(out + 2 * i, f32_to_bf16(src[i]));
             break;
         default: {
+#ifdef CMF_HAVE_AVX2_KERNELS
+            // bit-identical AVX2 kernels (kernels_avx2.h) for Q8_0 (which ignores the importance
+            // matrix) and the reference (no imatrix) Q4_K/Q5_K/Q6_K paths
+            if ((type == GgmlType::Q8_0 || (!imatrix && (type == GgmlType::Q4_K || type == GgmlType::Q5_K ||
+                                                         type == GgmlType::Q6_K))) &&
+                quant::avx2::cpu_has_avx2()) {
+                const auto kfn = type == GgmlType::Q4_K   ? quant::avx2::quantize_row_q4_K
+                                 : type == GgmlType::Q5_K ? quant::avx2::quantize_row_q5_K
+                                 : type == GgmlType::Q6_K ? quant::avx2::quantize_row_q6_K
+                                                          : quant::avx2::quantize_row_q8_0;
+                for (int64_t r = 0; r < nrows; ++r) kfn(src + r * n_per_row, out + r * rb, n_per_row);
+                break;
+            }
+#endif
             const auto fn = quant::detail::quantizer(type);
             for (int64_t r = 0; r < nrows; ++r) fn(src + r * n_per_row, out + r * rb, n_per_row, imatrix);
         }
