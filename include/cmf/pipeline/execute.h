@@ -24,6 +24,9 @@
 #include "cmf/format/safetensors.h"
 #include "cmf/quant/half.h"
 #include "cmf/quant/quantize.h"
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 namespace cmf {
 
@@ -81,6 +84,92 @@ inline void widen_to_f32(StDtype dt, const void* src, float* dst, uint64_t n) {
     }
 }
 
+namespace detail {
+// Error sums of one row in a fixed order: 8 interleaved partial sums (element k goes to lane
+// k % 8), reduced lane 0..7 at the end. The order is the same whatever the compiler makes of
+// it, so the quality report is identical on every machine, and the independent lanes let the
+// compiler vectorize the loop (a single running sum could not be, under IEEE rules).
+// Scalar tail (elements k..n-1 continue the lane pattern) and the fixed lane 0..7 reduction.
+template <int Lanes>
+inline void finish_error_lanes(const float* x, const float* q, uint64_t k, uint64_t n, double* err, double* ref,
+                               double* mx, ErrorStat& st) {
+    for (int l = 0; k < n; ++k, ++l) {
+        const double xv = static_cast<double>(x[k]);
+        const double e = static_cast<double>(q[k]) - xv;
+        err[l] += e * e;
+        ref[l] += xv * xv;
+        const double a = e < 0 ? -e : e;
+        mx[l] = a > mx[l] ? a : mx[l];
+    }
+    double se = 0, sr = 0;
+    for (int l = 0; l < Lanes; ++l) {
+        se += err[l];
+        sr += ref[l];
+        st.max_abs = std::max(st.max_abs, mx[l]);
+    }
+    st.sum_sq_err += se;
+    st.sum_sq_ref += sr;
+    st.n += n;
+}
+
+template <int Lanes = 8>
+inline void accumulate_error_lanes(const float* x, const float* q, uint64_t n, ErrorStat& st) {
+    double err[Lanes] = {}, ref[Lanes] = {}, mx[Lanes] = {};
+    uint64_t k = 0;
+    for (; k + Lanes <= n; k += Lanes)
+        for (int l = 0; l < Lanes; ++l) {
+            const double xv = static_cast<double>(x[k + l]);
+            const double e = static_cast<double>(q[k + l]) - xv;
+            err[l] += e * e;
+            ref[l] += xv * xv;
+            const double a = e < 0 ? -e : e;
+            mx[l] = a > mx[l] ? a : mx[l];
+        }
+    finish_error_lanes<Lanes>(x, q, k, n, err, ref, mx, st);
+}
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The lanes above with intrinsics: lanes 0-3 and 4-7 in two vectors of doubles, the same
+// operations per lane (sub, mul, add; max as `a > m ? a : m`, which maxpd implements), then
+// the shared scalar tail and reduction.
+__attribute__((target("avx2"))) inline void accumulate_error_avx2(const float* x, const float* q, uint64_t n,
+                                                                  ErrorStat& st) {
+    __m256d err0 = _mm256_setzero_pd(), err1 = err0, ref0 = err0, ref1 = err0, mx0 = err0, mx1 = err0;
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    uint64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + k), qv = _mm256_loadu_ps(q + k);
+        const __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+        const __m256d e0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(qv)), x0);
+        const __m256d e1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(qv, 1)), x1);
+        err0 = _mm256_add_pd(err0, _mm256_mul_pd(e0, e0));
+        err1 = _mm256_add_pd(err1, _mm256_mul_pd(e1, e1));
+        ref0 = _mm256_add_pd(ref0, _mm256_mul_pd(x0, x0));
+        ref1 = _mm256_add_pd(ref1, _mm256_mul_pd(x1, x1));
+        mx0 = _mm256_max_pd(_mm256_andnot_pd(sign, e0), mx0);
+        mx1 = _mm256_max_pd(_mm256_andnot_pd(sign, e1), mx1);
+    }
+    alignas(32) double err[8], ref[8], mx[8];
+    _mm256_store_pd(err, err0);
+    _mm256_store_pd(err + 4, err1);
+    _mm256_store_pd(ref, ref0);
+    _mm256_store_pd(ref + 4, ref1);
+    _mm256_store_pd(mx, mx0);
+    _mm256_store_pd(mx + 4, mx1);
+    finish_error_lanes<8>(x, q, k, n, err, ref, mx, st);
+}
+#endif
+}  // namespace detail
+
+// Adds the error of one encoded row (q) against its source (x) to st. Same result with or
+// without AVX2: only the instruction selection differs, not the operation order. (No FMA:
+// the numeric flags forbid contraction.)
+inline void accumulate_error(const float* x, const float* q, uint64_t n, ErrorStat& st) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (quant::avx2::cpu_has_avx2()) return detail::accumulate_error_avx2(x, q, n, st);
+#endif
+    detail::accumulate_error_lanes<8>(x, q, n, st);
+}
+
 struct ExecuteStats {
     uint64_t bytes_read = 0;
     double seconds = 0;
@@ -124,7 +213,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
     auto worker = [&]() {
         std::vector<char> raw;
         std::vector<float> f32;
-        std::vector<char> enc;
+        std::vector<std::vector<char>> enc;  // one encoded chunk per sink (shared when types agree)
         std::vector<float> deq;
         try {
             for (;;) {
@@ -142,27 +231,35 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                 if (t.add != 0.0f)
                     for (uint64_t k = 0; k < n; ++k) f32[k] = f32[k] + t.add;
                 chunk_stats[i].assign(t.sinks.size(), ErrorStat{});
+                if (enc.size() < t.sinks.size()) enc.resize(t.sinks.size());
                 for (size_t si = 0; si < t.sinks.size(); ++si) {
                     const auto& s = t.sinks[si];
                     const uint64_t rb = row_bytes(s.type, t.row_len);
-                    enc.resize(rb * c.nrows);
-                    quantize_rows(s.type, f32.data(), enc.data(), static_cast<int64_t>(c.nrows),
-                                  static_cast<int64_t>(t.row_len), s.imatrix);
-                    s.file->write_at(enc.data(), enc.size(), s.data_offset + c.row0 * rb);
-                    if (s.stats) {
-                        ErrorStat& st = chunk_stats[i][si];
-                        deq.resize(t.row_len);
-                        for (uint64_t r = 0; r < c.nrows; ++r) {
-                            dequantize_row(s.type, enc.data() + r * rb, deq.data(), static_cast<int64_t>(t.row_len));
-                            const float* x = f32.data() + r * t.row_len;
-                            for (uint64_t k = 0; k < t.row_len; ++k) {
-                                const double e = static_cast<double>(deq[k]) - static_cast<double>(x[k]);
-                                st.sum_sq_err += e * e;
-                                st.sum_sq_ref += static_cast<double>(x[k]) * static_cast<double>(x[k]);
-                                st.max_abs = std::max(st.max_abs, std::fabs(e));
-                            }
-                            st.n += t.row_len;
+                    // Variants often agree on a tensor's type (Q4_K_S and Q4_K_M share most of
+                    // theirs): encode once, write the same bytes to every file that wants them.
+                    size_t same = si;
+                    for (size_t sj = 0; sj < si; ++sj)
+                        if (t.sinks[sj].type == s.type && t.sinks[sj].imatrix == s.imatrix) {
+                            same = sj;
+                            break;
                         }
+                    if (same == si) {
+                        enc[si].resize(rb * c.nrows);
+                        quantize_rows(s.type, f32.data(), enc[si].data(), static_cast<int64_t>(c.nrows),
+                                      static_cast<int64_t>(t.row_len), s.imatrix);
+                    }
+                    const std::vector<char>& bytes = enc[same];
+                    s.file->write_at(bytes.data(), rb * c.nrows, s.data_offset + c.row0 * rb);
+                    if (!s.stats) continue;
+                    if (same != si && t.sinks[same].stats) {
+                        chunk_stats[i][si] = chunk_stats[i][same];
+                        continue;
+                    }
+                    ErrorStat& st = chunk_stats[i][si];
+                    deq.resize(t.row_len);
+                    for (uint64_t r = 0; r < c.nrows; ++r) {
+                        dequantize_row(s.type, bytes.data() + r * rb, deq.data(), static_cast<int64_t>(t.row_len));
+                        accumulate_error(f32.data() + r * t.row_len, deq.data(), t.row_len, st);
                     }
                 }
                 const uint64_t d = done_bytes.fetch_add(raw.size()) + raw.size();

@@ -102,6 +102,12 @@ inline size_t quantize_rows(GgmlType type, const float* src, void* dst, int64_t 
             if (n > 0) std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
             break;
         case GgmlType::F16:
+#ifdef CMF_HAVE_AVX2_KERNELS
+            if (quant::avx2::cpu_has_f16c()) {
+                quant::avx2::f32_to_f16_row(src, out, n);
+                break;
+            }
+#endif
             for (int64_t i = 0; i < n; ++i) quant::detail::store_u16(out + 2 * i, quant::detail::to_f16(src[i]));
             break;
         case GgmlType::BF16:
@@ -139,6 +145,12 @@ inline void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n
             std::memcpy(dst, in, static_cast<size_t>(n) * sizeof(float));
             break;
         case GgmlType::F16:
+#ifdef CMF_HAVE_AVX2_KERNELS
+            if (quant::avx2::cpu_has_f16c()) {
+                quant::avx2::f16_to_f32_row(in, dst, n);
+                break;
+            }
+#endif
             for (int64_t i = 0; i < n; ++i) dst[i] = quant::detail::load_f16(in + 2 * i);
             break;
         case GgmlType::BF16:
