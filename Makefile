@@ -8,7 +8,8 @@ JOBS      ?= $(shell nproc)
 DEMO_DIR  ?= demo-out
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS  := cmake ninja-build g++ clang libboost-dev libssl-dev nlohmann-json3-dev libzstd-dev \
-             libgtest-dev libbenchmark-dev zstd ca-certificates nodejs npm time python3
+             libgtest-dev libbenchmark-dev zstd ca-certificates nodejs npm time python3 \
+             docker-registry
 
 .PHONY: all deps build test demo bench clean
 

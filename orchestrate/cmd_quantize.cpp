@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cmf/pipeline/convert.h"
+#include "cmf/pipeline/ollama_layout.h"
 #include "cmf/pipeline/quality_report.h"
 #include "orchestrate/args.h"
 #include "orchestrate/commands.h"
@@ -37,6 +38,9 @@ requested type, byte-for-byte what llama.cpp's convert_hf_to_gguf.py writes.
                         files are NAME-<TYPE>.gguf, mmproj-NAME-<TYPE>.gguf
   --mmproj              also write the vision tower + projector as llama.cpp's mmproj file
   --mmproj-type TYPE    f16 (default), bf16, q8_0 or f32
+  --layout L            llama.cpp (default: text GGUF, + mmproj with --mmproj) or ollama:
+                        Ollama's single file with the vision tower and projector inside
+                        (unquantized), written as ollama-NAME-<TYPE>.gguf
   --threads N           worker threads (default: all cores)
   --dry-run             print the plan (files, tensors, types, sizes) and write nothing
   --quiet               no progress lines
@@ -117,7 +121,7 @@ static TypeOverrides parse_overrides(const Args& a) {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
     Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads", "tensor-type", "keep-layers", "token-embedding-type",
-                               "output-tensor-type", "imatrix"},
+                               "output-tensor-type", "imatrix", "layout"},
                         {"mmproj", "dry-run", "quiet", "help"}, "quantize");
     if (a.has("help")) {
         std::fputs(kQuantizeHelp, stdout);
@@ -129,6 +133,11 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     req.out_dir = a.get("out").value_or(".");
     req.name = a.get("name").value_or("");
     req.mmproj = a.has("mmproj");
+    // --layout ollama (issue 5): the llama.cpp plan plus apply_ollama_layout() below
+    const std::string layout = a.get("layout").value_or("llama.cpp");
+    if (layout != "llama.cpp" && layout != "ollama") fail(ErrorKind::usage, "quantize: --layout must be llama.cpp or ollama");
+    const bool ollama_layout = layout == "ollama";
+    if (ollama_layout && req.mmproj) fail(ErrorKind::usage, "quantize: --layout ollama puts the vision tower in the model file; drop --mmproj");
     for (const auto& t : split_list(a.get("quant").value_or("f16"))) {
         auto v = parse_variant(variant_alias(t));
         if (!v) fail(ErrorKind::usage, "quantize: unknown type '" + t + "' (supported: " + supported_types() + ")");
@@ -157,6 +166,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
 
     const auto t0 = std::chrono::steady_clock::now();
     ConversionPlan plan = plan_conversion(req);
+    if (ollama_layout) apply_ollama_layout(plan);
     if (a.has("dry-run")) {
         for (const auto& f : plan.files) {
             std::printf("%s  (%zu tensors, %s)\n", f.path.string().c_str(), f.layout.tensors.size(),
@@ -212,7 +222,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     }
     std::printf("read %s of weights once, wrote %zu file(s) in %.2f s with %u thread(s)\n",
                 human_bytes(static_cast<double>(r.stats.bytes_read)).c_str(), r.files.size(), secs, threads);
-    if (!req.mmproj && plan.config.has_vision())
+    if (!req.mmproj && !ollama_layout && plan.config.has_vision())
         std::printf("note: this checkpoint has a vision tower; add --mmproj to write it\n");
     return 0;
 }

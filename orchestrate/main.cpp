@@ -17,8 +17,17 @@ byte-for-byte what llama.cpp's converter writes.
 
 commands:
   quantize SRC_DIR --quant TYPES   convert a local checkpoint to GGUF (f32, f16, bf16, q8_0)
+  fetch hf://ORG/REPO[@REV]        download a model into the Hugging Face cache (--cache gs://...)
   inspect FILE.gguf                print a GGUF file's metadata and tensor table
   synth OUT_DIR [--preset P]       write a synthetic Gemma 3 checkpoint (tiny, tiny-mm, medgemma-text)
+  config                           print the factory configuration (.env, environment, options)
+  build VARIANTS --backend local   build q4s,q4,q8,f16,... as a factory job (markers, cards, logs)
+  status --bucket DIR              what a bucket says about each variant
+  worker --job FILE                run one factory job (what the VM runs)
+  cloud-init --print startup|user-data   the VM bootstrap built into this binary
+  import BUILD NAME[:TAG]          write an Ollama model into the local store ($OLLAMA_MODELS)
+  push [BUILD] NAME[:TAG]          upload an Ollama model to a registry
+  pull NAME[:TAG]                  download an Ollama model from a registry into the store
 
 Run `cmf <command> --help` for the options of each command.
   --version   print the version
@@ -31,8 +40,18 @@ struct Command {
 
 const Command kCommands[] = {
     {"quantize", cmf::cli::cmd_quantize},
+    {"fetch", cmf::cli::cmd_fetch},
     {"inspect", cmf::cli::cmd_inspect},
     {"synth", cmf::cli::cmd_synth},
+    {"config", cmf::cli::cmd_config},
+    {"build", cmf::cli::cmd_build},
+    {"status", cmf::cli::cmd_status},
+    {"worker", cmf::cli::cmd_worker},
+    {"cloud-init", cmf::cli::cmd_cloudinit},
+    {"selftest", cmf::cli::cmd_selftest},
+    {"import", cmf::cli::cmd_import},
+    {"push", cmf::cli::cmd_push},
+    {"pull", cmf::cli::cmd_pull},
 };
 
 }  // namespace

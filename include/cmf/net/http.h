@@ -105,6 +105,10 @@ struct ClientOptions {
     std::size_t max_idle_per_host = 16;
     std::string user_agent = "cmf";
     std::string https_proxy;                      // "" = from HTTPS_PROXY/https_proxy env
+    // Hosts that bypass the proxy: comma list of names, ".suffix" / "suffix" domain matches,
+    // IP literals, "*" = all. "" = from NO_PROXY/no_proxy env. Only https goes via the proxy
+    // (CONNECT); plain http (the metadata server) is always direct.
+    std::string no_proxy;
     RetryPolicy retry;
     int max_redirects = 10;
 };

@@ -1,0 +1,245 @@
+// Factory configuration: the old scripts' `.env` keys plus the model, project and name prefix.
+//
+// Precedence, highest first: command-line flag > environment variable > .env file > default.
+// Every resolved value remembers where it came from, so `cmf config` can say why a value is
+// what it is. Secrets (HF_TOKEN) have no flag on purpose: a flag shows up in `ps` and shell
+// history; they come from the environment or the .env file and are printed masked.
+#pragma once
+
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cmf/core/error.h"
+#include "cmf/factory/dotenv.h"
+
+namespace cmf::factory {
+
+struct ConfigKey {
+    const char* name;   // the .env / environment name
+    const char* flag;   // command-line option without "--", or nullptr (secrets)
+    const char* def;    // default, or nullptr (unset)
+    bool secret;
+    const char* help;
+};
+
+inline constexpr ConfigKey kConfigKeys[] = {
+    {"CMF_MODEL", "model", "google/medgemma-1.5-4b-it", false, "Hugging Face model to build"},
+    {"CMF_REVISION", "revision", "main", false, "model revision (branch, tag or commit)"},
+    {"CMF_NAME_PREFIX", "name-prefix", "coheara-medgemma-4b", false, "model names are PREFIX-VARIANT"},
+    {"HF_TOKEN", nullptr, nullptr, true, "Hugging Face token (gated models)"},
+    {"GCP_PROJECT", "project", nullptr, false, "Google Cloud project"},
+    {"GCS_BUCKET", "bucket", nullptr, false, "bucket for models, markers, logs (name or gs://name)"},
+    {"OLLAMA_REGISTRY_NS", "registry-ns", nullptr, false, "Ollama registry namespace (empty: no push)"},
+    {"OLLAMA_KEY_FILE", "ollama-key-file", nullptr, false, "ed25519 key for the Ollama registry"},
+    {"GCE_MACHINE_TYPE", "machine-type", "e2-standard-8", false, "worker VM machine type"},
+    {"GCE_DISK_SIZE", "disk-size", "100GB", false, "worker VM boot disk size"},
+    {"GCE_DISK_TYPE", "disk-type", "pd-ssd", false, "worker VM boot disk type"},
+    {"GCE_ZONE", "zone", "us-central1-a", false, "worker VM zone"},
+    {"GCE_MAX_RUN", "max-run", "3600s", false, "worker VM run-time limit (then it is deleted)"},
+};
+
+inline const ConfigKey* find_config_key(const std::string& name) {
+    for (const auto& k : kConfigKeys)
+        if (name == k.name) return &k;
+    return nullptr;
+}
+
+enum class ConfigSource { flag, env, dotenv, default_value, unset };
+
+inline const char* config_source_name(ConfigSource s) {
+    switch (s) {
+        case ConfigSource::flag: return "flag";
+        case ConfigSource::env: return "environment";
+        case ConfigSource::dotenv: return ".env";
+        case ConfigSource::default_value: return "default";
+        case ConfigSource::unset: return "unset";
+    }
+    return "?";
+}
+
+struct ConfigValue {
+    std::string value;
+    ConfigSource source = ConfigSource::unset;
+    std::string origin;  // "--zone", "$GCE_ZONE", "/path/.env:7", "default"
+};
+
+// Parses "100GB" / "100G" / "100" (GB, as GCE's diskSizeGb) into gigabytes.
+inline unsigned long parse_disk_size_gb(const std::string& s) {
+    std::string n = s;
+    for (const char* suf : {"GB", "gb", "G", "g"}) {
+        std::string x = suf;
+        if (n.size() > x.size() && n.compare(n.size() - x.size(), x.size(), x) == 0) {
+            n.resize(n.size() - x.size());
+            break;
+        }
+    }
+    bool digits = !n.empty() && n.size() <= 6;
+    for (char c : n) digits &= std::isdigit(static_cast<unsigned char>(c)) != 0;
+    unsigned long v = digits ? std::stoul(n) : 0;
+    // 10 GB is GCE's smallest boot disk; 65536 GB its largest persistent disk
+    if (v < 10 || v > 65536) fail(ErrorKind::usage, "GCE_DISK_SIZE '" + s + "': expected a size in GB from 10 to 65536, e.g. 100GB");
+    return v;
+}
+
+// Parses "3600s" / "3600" / "60m" / "1h" into seconds.
+inline unsigned long parse_duration_seconds(const std::string& s) {
+    unsigned long mult = 1;
+    std::string n = s;
+    if (!n.empty() && (n.back() == 's' || n.back() == 'm' || n.back() == 'h')) {
+        mult = n.back() == 'h' ? 3600 : n.back() == 'm' ? 60 : 1;
+        n.pop_back();
+    }
+    bool digits = !n.empty() && n.size() <= 7;
+    for (char c : n) digits &= std::isdigit(static_cast<unsigned char>(c)) != 0;
+    unsigned long v = digits ? std::stoul(n) * mult : 0;
+    // a worker needs minutes to boot; GCE caps maxRunDuration at 120 days
+    if (v < 300 || v > 120ul * 86400) fail(ErrorKind::usage, "GCE_MAX_RUN '" + s + "': expected a duration from 300s to 120 days, e.g. 3600s, 90m, 2h");
+    return v;
+}
+
+// Strips gs:// and checks GCS's bucket naming rules (3-63 chars of [a-z0-9._-], dots allow 222).
+inline std::string normalize_bucket_name(const std::string& s) {
+    std::string b = s.rfind("gs://", 0) == 0 ? s.substr(5) : s;
+    while (!b.empty() && b.back() == '/') b.pop_back();
+    bool ok = b.size() >= 3 && b.size() <= 222 && std::isalnum(static_cast<unsigned char>(b.front())) &&
+              std::isalnum(static_cast<unsigned char>(b.back()));
+    for (char c : b) ok &= (std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+    if (!ok) fail(ErrorKind::usage, "GCS_BUCKET '" + s + "' is not a bucket name (3-63 characters: a-z 0-9 - _ .)");
+    return b;
+}
+
+inline bool is_hf_repo_id(const std::string& s) {
+    auto slash = s.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() || s.find('/', slash + 1) != std::string::npos) return false;
+    for (char c : s)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/')) return false;
+    return s.size() <= 96;
+}
+
+// A model name for registries and GCS paths: lower-case, [a-z0-9._-], starts with a letter/digit.
+inline bool is_model_name(const std::string& s) {
+    if (s.empty() || s.size() > 80 || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+    for (char c : s)
+        if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+    return true;
+}
+
+class FactoryConfig {
+public:
+    const ConfigValue& at(const std::string& name) const {
+        auto it = values_.find(name);
+        if (it == values_.end()) fail(ErrorKind::internal, "config: unknown key " + name);
+        return it->second;
+    }
+    std::string get(const std::string& name) const { return at(name).value; }
+    bool is_set(const std::string& name) const { return at(name).source != ConfigSource::unset; }
+    const std::map<std::string, ConfigValue>& values() const { return values_; }
+    std::optional<std::string> dotenv_path;  // the .env file that was read, if any
+
+    std::map<std::string, ConfigValue> values_;
+};
+
+// Shows that a secret is set without any of its characters.
+inline std::string mask_secret(const std::string& v) {
+    if (v.empty()) return "";
+    return "****** (set, " + std::to_string(v.size()) + " characters)";
+}
+
+// Resolves every key. `flags` maps option names (without --) to values; `getenv` looks up the
+// environment (injected for tests); `dotenv` is the parsed file (may be empty) named `dotenv_path`.
+inline FactoryConfig resolve_config(const std::map<std::string, std::string>& flags,
+                                    const std::function<std::optional<std::string>(const std::string&)>& getenv,
+                                    const std::vector<DotenvEntry>& dotenv, const std::optional<std::string>& dotenv_path) {
+    FactoryConfig cfg;
+    cfg.dotenv_path = dotenv_path;
+    std::map<std::string, const DotenvEntry*> file;
+    for (const auto& e : dotenv) file[e.key] = &e;
+    for (const auto& k : kConfigKeys) {
+        ConfigValue v;
+        if (k.flag && flags.count(k.flag)) {
+            v = {flags.at(k.flag), ConfigSource::flag, std::string("--") + k.flag};
+        } else if (auto e = getenv(k.name); e && !e->empty()) {
+            v = {*e, ConfigSource::env, std::string("$") + k.name};
+        } else if (auto it = file.find(k.name); it != file.end()) {
+            v = {it->second->value, ConfigSource::dotenv, dotenv_path.value_or(".env") + ":" + std::to_string(it->second->line)};
+        } else if (k.def) {
+            v = {k.def, ConfigSource::default_value, "default"};
+        }
+        cfg.values_[k.name] = v;
+    }
+    // Keys in the file that cmf does not know are probably typos of keys it does.
+    for (const auto& e : dotenv)
+        if (!find_config_key(e.key))
+            fail(ErrorKind::usage, dotenv_path.value_or(".env") + ":" + std::to_string(e.line) + ": unknown key " + e.key +
+                                       " (run `cmf config --help` for the keys)");
+    // Check the values that have a shape, so a typo fails here and not on a VM.
+    auto checked = [&](const char* name, const std::function<void(const std::string&)>& check) {
+        const ConfigValue& v = cfg.values_[name];
+        if (v.source == ConfigSource::unset) return;
+        try {
+            check(v.value);
+        } catch (const Error& e) {
+            fail(ErrorKind::usage, std::string(e.what()) + " (from " + v.origin + ")");
+        }
+    };
+    checked("GCE_DISK_SIZE", [](const std::string& s) { parse_disk_size_gb(s); });
+    checked("GCE_MAX_RUN", [](const std::string& s) { parse_duration_seconds(s); });
+    checked("GCS_BUCKET", [](const std::string& s) { normalize_bucket_name(s); });
+    checked("CMF_MODEL", [](const std::string& s) {
+        if (!is_hf_repo_id(s)) fail(ErrorKind::usage, "CMF_MODEL '" + s + "' is not a Hugging Face repo id (ORG/NAME)");
+    });
+    checked("CMF_NAME_PREFIX", [](const std::string& s) {
+        if (!is_model_name(s)) fail(ErrorKind::usage, "CMF_NAME_PREFIX '" + s + "': use lower-case letters, digits, '-', '_', '.'");
+    });
+    checked("GCE_ZONE", [](const std::string& s) {
+        // region-zone: us-central1-a, europe-west4-b
+        auto d = s.rfind('-');
+        bool ok = d != std::string::npos && d + 2 == s.size() && std::islower(static_cast<unsigned char>(s.back())) && s.find('-') < d;
+        if (!ok) fail(ErrorKind::usage, "GCE_ZONE '" + s + "' is not a zone such as us-central1-a");
+    });
+    checked("OLLAMA_REGISTRY_NS", [](const std::string& s) {
+        if (!is_model_name(s)) fail(ErrorKind::usage, "OLLAMA_REGISTRY_NS '" + s + "': use lower-case letters, digits, '-', '_', '.'");
+    });
+    return cfg;
+}
+
+// The command-line options that set config keys (without "--"), for the front ends' parsers.
+inline std::set<std::string> config_flag_names() {
+    std::set<std::string> out{"env-file"};
+    for (const auto& k : kConfigKeys)
+        if (k.flag) out.insert(k.flag);
+    return out;
+}
+
+// Reads the .env file (`env_file` when given: it must exist; else ./.env when present) and
+// resolves every key against the flags and the process environment.
+inline FactoryConfig load_factory_config(const std::map<std::string, std::string>& flags, const std::optional<std::string>& env_file) {
+    std::optional<std::string> path = env_file;
+    if (!path && std::filesystem::is_regular_file(".env")) path = ".env";
+    std::vector<DotenvEntry> entries;
+    if (path) {
+        std::ifstream f(*path, std::ios::binary);
+        if (!f) fail_io("cannot read " + *path);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        entries = parse_dotenv(ss.str(), *path);
+    }
+    return resolve_config(
+        flags,
+        [](const std::string& n) -> std::optional<std::string> {
+            const char* v = std::getenv(n.c_str());
+            return v ? std::optional<std::string>(v) : std::nullopt;
+        },
+        entries, path);
+}
+
+}  // namespace cmf::factory

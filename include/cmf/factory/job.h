@@ -1,0 +1,207 @@
+// The job: what the orchestrator asks one worker to do, as JSON in the instance metadata key
+// `factory-config` (or a file for `cmf worker --job FILE`).
+//
+// {
+//   "schema": "cmf.job/1",
+//   "job_id": "coheara-medgemma-4b-20261122-130000-1a2b",
+//   "created": "2026-11-22T13:00:00Z",
+//   "source": {"uri": "hf://google/medgemma-1.5-4b-it" | "file:///abs/dir", "revision": "main"},
+//   "variants": [{"name": "q4s", "type": "Q4_K_S", "model_name": "coheara-medgemma-4b-q4s"}, ...],
+//   "output": {"bucket": "gs://NAME" | "file:///abs/dir", "prefix": "" | "runs/x/"},
+//   "registry": {"namespace": "" | "coheara", "key_ref": "" | "file:/root/.ollama/id_ed25519"},
+//   "secrets": {"hf_token_ref": "" | "env:HF_TOKEN" | "file:/path" | "gs://b/o" | "metadata:KEY"},
+//   "flags": {"mmproj": true, "threads": 0, "delete_vm": false}
+// }
+// Secrets are never in the job, only where to find them: the job sits in instance metadata,
+// readable by anyone with compute.instances.get and by every process on the VM.
+#pragma once
+
+#include <cctype>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cmf/core/error.h"
+#include "cmf/factory/config.h"
+#include "cmf/factory/variant.h"
+
+namespace cmf::factory {
+
+inline constexpr const char* kJobSchema = "cmf.job/1";
+
+struct JobVariant {
+    std::string name;        // q4s
+    std::string type;        // Q4_K_S
+    std::string model_name;  // coheara-medgemma-4b-q4s
+};
+
+struct Job {
+    std::string job_id;
+    std::string created;
+    std::string source_uri;
+    std::string revision = "main";
+    std::vector<JobVariant> variants;
+    std::string bucket;  // gs://NAME or file:///dir
+    std::string prefix;  // "" or ends with '/'
+    std::string registry_namespace;
+    std::string registry_key_ref;
+    std::string hf_token_ref;
+    bool mmproj = true;  // write the vision projector when the model has a vision tower
+    unsigned threads = 0;
+    bool delete_vm = false;
+
+    bool source_is_hf() const { return source_uri.rfind("hf://", 0) == 0; }
+    std::string source_local_path() const { return source_uri.rfind("file://", 0) == 0 ? source_uri.substr(7) : ""; }
+    std::string hf_repo() const { return source_is_hf() ? source_uri.substr(5) : ""; }
+};
+
+// A reference names where a secret lives. A value that looks like the secret itself is refused:
+// Hugging Face tokens start with "hf_", and a ref without a scheme is never valid.
+inline void check_secret_ref(const std::string& field, const std::string& ref) {
+    if (ref.empty()) return;
+    for (const char* scheme : {"env:", "file:", "gs://", "metadata:"}) {
+        if (ref.rfind(scheme, 0) == 0 && ref.size() > std::string(scheme).size()) return;
+    }
+    fail_input("job: " + field + " must say where the secret is (env:NAME, file:/PATH, gs://BUCKET/OBJECT or metadata:KEY), "
+               "never the secret itself");
+}
+
+inline void validate_job(const Job& j) {
+    auto bad = [](const std::string& m) { fail_input("job: " + m); };
+    if (!is_model_name(j.job_id) || j.job_id.size() > 63) bad("job_id '" + j.job_id + "' must be 1-63 characters of a-z 0-9 - _ .");
+    if (j.source_is_hf()) {
+        if (!is_hf_repo_id(j.hf_repo())) bad("source.uri '" + j.source_uri + "' is not hf://ORG/NAME");
+    } else if (j.source_uri.rfind("file:///", 0) == 0) {
+        // a local checkpoint directory (tests, --backend local)
+    } else {
+        bad("source.uri '" + j.source_uri + "' must be hf://ORG/NAME or file:///ABSOLUTE/DIR");
+    }
+    if (j.revision.empty() || j.revision.size() > 128 || j.revision.find_first_of(" \t\n/") != std::string::npos)
+        bad("source.revision '" + j.revision + "' is not a branch, tag or commit");
+    if (j.variants.empty()) bad("no variants");
+    std::set<std::string> names, types, models;
+    for (const auto& v : j.variants) {
+        FactoryVariant fv;
+        try {
+            fv = parse_factory_variant(v.name);
+        } catch (const Error& e) {
+            bad(e.what());
+        }
+        if (fv.name != v.name) bad("variant '" + v.name + "' must be lower-case");
+        if (fv.type != v.type) bad("variant '" + v.name + "' has type '" + v.type + "', expected " + fv.type);
+        if (!is_model_name(v.model_name)) bad("variant '" + v.name + "' has a bad model_name '" + v.model_name + "'");
+        if (!names.insert(v.name).second) bad("variant '" + v.name + "' is listed twice");
+        if (!types.insert(v.type).second) bad("type " + v.type + " is listed twice");
+        if (!models.insert(v.model_name).second) bad("model_name '" + v.model_name + "' is used twice");
+    }
+    if (j.bucket.rfind("gs://", 0) == 0) {
+        try {
+            normalize_bucket_name(j.bucket);
+        } catch (const Error& e) {
+            bad(std::string("output.bucket: ") + e.what());
+        }
+    } else if (j.bucket.rfind("file:///", 0) != 0) {
+        bad("output.bucket '" + j.bucket + "' must be gs://NAME or file:///ABSOLUTE/DIR");
+    }
+    if (!j.prefix.empty()) {
+        if (j.prefix.back() != '/' || j.prefix.front() == '/' || j.prefix.find("//") != std::string::npos ||
+            j.prefix.find("..") != std::string::npos)
+            bad("output.prefix '" + j.prefix + "' must be empty or a relative path ending in '/'");
+    }
+    if (!j.registry_namespace.empty() && !is_model_name(j.registry_namespace))
+        bad("registry.namespace '" + j.registry_namespace + "' must be a-z 0-9 - _ .");
+    check_secret_ref("secrets.hf_token_ref", j.hf_token_ref);
+    check_secret_ref("registry.key_ref", j.registry_key_ref);
+    if (j.threads > 1024) bad("flags.threads must be 0 (all cores) to 1024");
+}
+
+inline nlohmann::json job_to_json(const Job& j) {
+    nlohmann::json v = nlohmann::json::array();
+    for (const auto& x : j.variants) v.push_back({{"name", x.name}, {"type", x.type}, {"model_name", x.model_name}});
+    return {{"schema", kJobSchema},
+            {"job_id", j.job_id},
+            {"created", j.created},
+            {"source", {{"uri", j.source_uri}, {"revision", j.revision}}},
+            {"variants", v},
+            {"output", {{"bucket", j.bucket}, {"prefix", j.prefix}}},
+            {"registry", {{"namespace", j.registry_namespace}, {"key_ref", j.registry_key_ref}}},
+            {"secrets", {{"hf_token_ref", j.hf_token_ref}}},
+            {"flags", {{"mmproj", j.mmproj}, {"threads", j.threads}, {"delete_vm", j.delete_vm}}}};
+}
+
+// Parses and validates. Unknown keys are errors: a misspelt flag must not be ignored on a VM.
+inline Job job_from_json_text(const std::string& text, const std::string& origin) {
+    nlohmann::json d;
+    try {
+        d = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        fail_input(origin + ": not valid JSON (" + std::string(e.what()) + ")");
+    }
+    auto bad = [&](const std::string& m) { fail_input(origin + ": " + m); };
+    if (!d.is_object()) bad("a job is a JSON object");
+    auto only = [&](const nlohmann::json& o, const std::string& where, std::set<std::string> keys) {
+        if (!o.is_object()) bad(where + " must be an object");
+        for (auto it = o.begin(); it != o.end(); ++it)
+            if (!keys.count(it.key())) bad("unknown key '" + (where.empty() ? "" : where + ".") + it.key() + "'");
+    };
+    only(d, "", {"schema", "job_id", "created", "source", "variants", "output", "registry", "secrets", "flags"});
+    auto str = [&](const nlohmann::json& o, const char* k, const std::string& where, bool required) -> std::string {
+        if (!o.contains(k)) {
+            if (required) bad("missing " + where + k);
+            return "";
+        }
+        if (!o[k].is_string()) bad(where + k + " must be a string");
+        return o[k].get<std::string>();
+    };
+    if (str(d, "schema", "", true) != kJobSchema) bad(std::string("schema must be \"") + kJobSchema + "\"");
+    Job j;
+    j.job_id = str(d, "job_id", "", true);
+    j.created = str(d, "created", "", false);
+    if (!d.contains("source")) bad("missing source");
+    only(d["source"], "source", {"uri", "revision"});
+    j.source_uri = str(d["source"], "uri", "source.", true);
+    if (d["source"].contains("revision")) j.revision = str(d["source"], "revision", "source.", true);
+    if (!d.contains("variants") || !d["variants"].is_array()) bad("variants must be an array");
+    for (const auto& v : d["variants"]) {
+        only(v, "variants[]", {"name", "type", "model_name"});
+        j.variants.push_back({str(v, "name", "variants[].", true), str(v, "type", "variants[].", true), str(v, "model_name", "variants[].", true)});
+    }
+    if (!d.contains("output")) bad("missing output");
+    only(d["output"], "output", {"bucket", "prefix"});
+    j.bucket = str(d["output"], "bucket", "output.", true);
+    j.prefix = str(d["output"], "prefix", "output.", false);
+    if (d.contains("registry")) {
+        only(d["registry"], "registry", {"namespace", "key_ref"});
+        j.registry_namespace = str(d["registry"], "namespace", "registry.", false);
+        j.registry_key_ref = str(d["registry"], "key_ref", "registry.", false);
+    }
+    if (d.contains("secrets")) {
+        only(d["secrets"], "secrets", {"hf_token_ref"});
+        j.hf_token_ref = str(d["secrets"], "hf_token_ref", "secrets.", false);
+    }
+    if (d.contains("flags")) {
+        const auto& f = d["flags"];
+        only(f, "flags", {"mmproj", "threads", "delete_vm"});
+        auto boolean = [&](const char* k, bool& out) {
+            if (!f.contains(k)) return;
+            if (!f[k].is_boolean()) bad(std::string("flags.") + k + " must be true or false");
+            out = f[k].get<bool>();
+        };
+        boolean("mmproj", j.mmproj);
+        boolean("delete_vm", j.delete_vm);
+        if (f.contains("threads")) {
+            if (!f["threads"].is_number_unsigned()) bad("flags.threads must be a non-negative integer");
+            j.threads = f["threads"].get<unsigned>();
+        }
+    }
+    try {
+        validate_job(j);
+    } catch (const Error& e) {
+        bad(e.what());
+    }
+    return j;
+}
+
+}  // namespace cmf::factory

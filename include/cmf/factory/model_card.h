@@ -1,0 +1,84 @@
+// The model card (README.md) written next to each built variant: what it was made from, how,
+// by which cmf, and the base model's license, passed through (a quantization is a derivative
+// work: its use is governed by the base model's terms, e.g. the Health AI Developer Foundations
+// terms for MedGemma).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cmf::factory {
+
+struct CardFile {
+    std::string name;
+    uint64_t size = 0;
+    std::string sha256;
+};
+
+struct ModelCardInput {
+    std::string model_name;    // coheara-medgemma-4b-q4s
+    std::string base_model;    // google/medgemma-1.5-4b-it (or the local directory)
+    std::string revision;      // requested revision; the resolved commit when known
+    std::string variant, type; // q4s, Q4_K_S
+    std::vector<CardFile> outputs, inputs;
+    std::string cmf_version, built_at, job_id;
+    std::string license;       // the base model card's `license:` (empty: unknown)
+    std::string license_name, license_link;
+};
+
+// Reads `license`, `license_name`, `license_link` from the YAML front matter of the base
+// model's README.md (Hugging Face model cards), if there is one.
+inline void read_base_license(const std::filesystem::path& readme, ModelCardInput& in) {
+    std::ifstream f(readme);
+    if (!f) return;
+    std::string line;
+    if (!std::getline(f, line) || line.rfind("---", 0) != 0) return;
+    auto value = [](const std::string& l, const std::string& key) -> std::optional<std::string> {
+        if (l.rfind(key + ":", 0) != 0) return std::nullopt;
+        std::string v = l.substr(key.size() + 1);
+        while (!v.empty() && (v.front() == ' ' || v.front() == '"' || v.front() == '\'')) v.erase(v.begin());
+        while (!v.empty() && (v.back() == ' ' || v.back() == '"' || v.back() == '\'' || v.back() == '\r')) v.pop_back();
+        return v;
+    };
+    for (int i = 0; i < 500 && std::getline(f, line); ++i) {
+        if (line.rfind("---", 0) == 0) break;
+        if (auto v = value(line, "license")) in.license = *v;
+        if (auto v = value(line, "license_name")) in.license_name = *v;
+        if (auto v = value(line, "license_link")) in.license_link = *v;
+    }
+}
+
+inline std::string render_model_card(const ModelCardInput& in) {
+    std::ostringstream o;
+    o << "---\n";
+    o << "base_model: " << in.base_model << "\n";
+    if (!in.license.empty()) o << "license: " << in.license << "\n";
+    if (!in.license_name.empty()) o << "license_name: " << in.license_name << "\n";
+    if (!in.license_link.empty()) o << "license_link: " << in.license_link << "\n";
+    o << "tags:\n- gguf\n- " << in.type << "\n";
+    o << "---\n\n";
+    o << "# " << in.model_name << "\n\n";
+    o << "`" << in.base_model << "` (revision `" << in.revision << "`) converted to GGUF and quantized to **" << in.type
+      << "** by cmf. The tensors are what llama.cpp's `convert_hf_to_gguf.py` and `llama-quantize` write.\n\n";
+    o << "## Files\n\n| file | size (bytes) | sha256 |\n|---|---:|---|\n";
+    for (const auto& f : in.outputs) o << "| " << f.name << " | " << f.size << " | `" << f.sha256 << "` |\n";
+    o << "\n## Inputs\n\n| file | size (bytes) | sha256 |\n|---|---:|---|\n";
+    for (const auto& f : in.inputs) o << "| " << f.name << " | " << f.size << " | `" << f.sha256 << "` |\n";
+    o << "\n## Provenance\n\n";
+    o << "- built by cmf " << in.cmf_version << " at " << in.built_at << "\n";
+    o << "- job `" << in.job_id << "`, variant `" << in.variant << "` (" << in.type << ")\n";
+    o << "\n## License\n\n";
+    o << "This is a derivative of `" << in.base_model << "`; its use is governed by the base model's license";
+    if (!in.license.empty()) o << " (`" << in.license << "`" << (in.license_name.empty() ? "" : ", " + in.license_name) << ")";
+    o << ". ";
+    if (!in.license_link.empty()) o << "Read it at " << in.license_link << " before use.";
+    else o << "Read it on the base model's page before use.";
+    o << " cmf does not change those terms.\n";
+    return o.str();
+}
+
+}  // namespace cmf::factory

@@ -1,0 +1,264 @@
+// The Hugging Face Hub protocol, spoken over the abstract cmf::net::HttpClient
+// (facts: huggingface_hub hf_api.py, file_download.py, utils/_pagination.py; research cloud.md §5).
+//
+//   auth_check     GET  /api/models/R/auth-check           access preflight, fails in seconds
+//   model_info     GET  /api/models/R/revision/REV         {sha, gated, siblings} (REV quoted, safe="")
+//   list_files     GET  /api/models/R/tree/COMMIT?recursive=true&expand=false, Link rel="next" pages
+//   file_metadata  HEAD /R/resolve/COMMIT/PATH, no absolute redirects followed:
+//                  X-Repo-Commit, X-Linked-Etag (else ETag), X-Linked-Size (else Content-Length),
+//                  Location (CDN / bridge URL, presigned, ~1 h)
+//   download_to    GET  Location without Authorization when its host differs from the Hub's
+//                  (presigned URLs reject a second auth mechanism), else the resolve URL;
+//                  streamed to disk while hashing; size and etag (sha256 or git blob id) checked.
+// 401/403/404 are never retried (the HttpClient retries only 408/429/5xx), so a gated repo
+// without a token fails in one round trip.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cmf/core/error.h"
+#include "cmf/hub/digest.h"
+#include "cmf/hub/hf_cache.h"
+#include "cmf/hub/hf_env.h"
+#include "cmf/hub/hf_errors.h"
+#include "cmf/hub/hf_json.h"
+#include "cmf/hub/hf_source.h"
+#include "cmf/net/download.h"
+#include "cmf/net/http.h"
+
+namespace cmf::hub {
+
+namespace fs = std::filesystem;
+
+constexpr std::chrono::milliseconds kHfMetadataTimeout{10000};  // HF_HUB_ETAG_TIMEOUT default
+constexpr int kMaxRelativeRedirects = 5;                        // repo renames
+constexpr int kMaxTreePages = 10000;                            // guards a Link loop
+// Files at least this large go over parallel Range GETs (hf_transfer's cut-off was 50 MiB;
+// single bridge connections can be capped at ~8.7 MB/s, xet-core#821, cloud.md 5.5).
+constexpr std::uint64_t kRangedDownloadThreshold = 50ull << 20;
+
+#ifdef CMF_VERSION
+constexpr const char* kHfUserAgent = "cmf/" CMF_VERSION "; hf_hub/compat";
+#else
+constexpr const char* kHfUserAgent = "cmf; hf_hub/compat";
+#endif
+
+struct FileMetadata {
+    std::string commit;
+    std::string etag;  // sha256 for LFS/Xet files, git blob id for small files
+    std::uint64_t size = 0;
+    std::optional<std::string> location;  // absolute URL to GET (redirect target), if any
+};
+
+// Progress of one file's transfer: bytes so far of `total`.
+using ByteProgress = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
+class HfClient {
+public:
+    HfClient(std::shared_ptr<net::HttpClient> http, HfEnv env) : http_(std::move(http)), env_(std::move(env)) {
+        hub_ = net::Url::parse(env_.endpoint + "/");
+    }
+
+    const HfEnv& env() const { return env_; }
+
+    // Parallel Range GETs per large file (1 = always one streamed GET).
+    int connections = 8;
+    std::uint64_t ranged_threshold = kRangedDownloadThreshold;
+    net::HttpClient& http() { return *http_; }
+
+    void auth_check(const HfSource& src) {
+        auto r = send(api_request("GET", "/api/models/" + src.repo_id() + "/auth-check"));
+        if (r.status / 100 != 2) throw_hub_error(r, env_, {src.repo_id(), src.revision, ""});
+    }
+
+    ModelInfo model_info(const HfSource& src) {
+        auto r = send(api_request("GET", "/api/models/" + src.repo_id() + "/revision/" + url_quote(src.revision)));
+        if (r.status / 100 != 2) throw_hub_error(r, env_, {src.repo_id(), src.revision, ""});
+        ModelInfo m = parse_model_info(r.body);
+        if (m.disabled) fail(ErrorKind::remote, "repository " + src.repo_id() + " is disabled on " + env_.endpoint);
+        return m;
+    }
+
+    std::string resolve_commit(const HfSource& src) { return model_info(src).sha; }
+
+    std::vector<RepoFile> list_files(const std::string& repo_id, const std::string& commit) {
+        std::vector<RepoFile> out;
+        std::string url = env_.endpoint + "/api/models/" + repo_id + "/tree/" + url_quote(commit) + "?recursive=true&expand=false";
+        for (int page = 0;; ++page) {
+            if (page >= kMaxTreePages) fail(ErrorKind::remote, "the Hugging Face tree listing of " + repo_id + " does not end");
+            net::Request q = base_request("GET", url);
+            auto r = send(q);
+            if (r.status / 100 != 2) throw_hub_error(r, env_, {repo_id, commit, ""});
+            auto files = parse_tree_page(r.body);
+            out.insert(out.end(), std::make_move_iterator(files.begin()), std::make_move_iterator(files.end()));
+            auto link = r.headers.get("Link");
+            auto next = link ? link_next(*link) : std::nullopt;
+            if (!next) break;
+            // The next URL comes from the server: it must stay on the Hub (the token goes with it).
+            const auto u = net::Url::parse(*next);
+            if (u.host != hub_.host || u.port != hub_.port || u.scheme != hub_.scheme)
+                fail(ErrorKind::remote, "the Hugging Face tree listing points its next page to another host");
+            url = *next;
+        }
+        return out;
+    }
+
+    FileMetadata file_metadata(const std::string& repo_id, const std::string& revision, const std::string& path) {
+        std::string url = resolve_url(repo_id, revision, path);
+        for (int hop = 0;; ++hop) {
+            net::Request q = base_request("HEAD", url);
+            q.follow_redirects = false;
+            q.headers.set("Accept-Encoding", "identity");
+            auto r = send(q);
+            const auto loc = r.headers.get("Location");
+            if (r.status >= 300 && r.status < 400 && loc && !loc->empty() && loc->front() == '/' && hop < kMaxRelativeRedirects &&
+                !r.headers.has("X-Repo-Commit")) {
+                url = env_.endpoint + *loc;  // relative redirect: a renamed repo, still on the Hub
+                continue;
+            }
+            if (r.status >= 400) throw_hub_error(r, env_, {repo_id, revision, path});
+            FileMetadata m;
+            m.commit = r.headers.get("X-Repo-Commit").value_or("");
+            if (!is_hex(m.commit, 40))
+                fail(ErrorKind::remote, "no X-Repo-Commit header for " + repo_id + "/" + path + " from " + env_.endpoint +
+                                            " (not a Hugging Face endpoint, or a proxy strips headers)");
+            m.etag = normalize_etag(r.headers.get("X-Linked-Etag").value_or(r.headers.get("ETag").value_or("")));
+            if (!is_hex(m.etag, 64) && !is_hex(m.etag, 40))
+                fail(ErrorKind::remote, "no usable ETag for " + repo_id + "/" + path + " from " + env_.endpoint);
+            const bool redirect = r.status >= 300 && r.status < 400;
+            auto size = r.headers.get("X-Linked-Size");
+            if (!size && !redirect) size = r.headers.get("Content-Length");
+            if (!size || size->empty() || size->find_first_not_of("0123456789") != std::string::npos || size->size() > 19)
+                fail(ErrorKind::remote, "no file size for " + repo_id + "/" + path + " from " + env_.endpoint);
+            m.size = std::stoull(*size);
+            if (redirect && loc && !loc->empty()) m.location = loc->front() == '/' ? env_.endpoint + *loc : *loc;
+            return m;
+        }
+    }
+
+    // Streams one file into `dest` (truncated) and checks it. `expected` is what the listing
+    // or a manifest says; the HEAD answer must agree with it.
+    void download_to(const std::string& repo_id, const std::string& commit, const RepoFile& expected, const fs::path& dest,
+                     const ByteProgress& progress = {}) {
+        const FileMetadata meta = file_metadata(repo_id, commit, expected.path);
+        if (meta.etag != expected.etag() || meta.size != expected.size)
+            fail(ErrorKind::remote, "the Hub's answer for " + repo_id + "/" + expected.path + " at " + commit +
+                                        " disagrees with its file listing (etag or size)");
+        if (meta.location && connections > 1 && meta.size >= ranged_threshold && expected.lfs()) {
+            ranged_download(repo_id, expected, meta, dest);
+            return;
+        }
+        net::Request q;
+        if (meta.location) {
+            q = base_request("GET", *meta.location, /*auth=*/same_host(*meta.location));
+        } else {
+            q = base_request("GET", resolve_url(repo_id, commit, expected.path));
+        }
+        q.headers.set("Accept-Encoding", "identity");
+        std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(dest.c_str(), "wb"), std::fclose);
+        if (!f) fail_io("cannot write " + dest.string());
+        Digest sha256, blob(Digest::Algo::sha1);
+        blob.update("blob " + std::to_string(meta.size));
+        blob.update("\0", 1);
+        std::uint64_t got = 0;
+        bool write_error = false;
+        auto r = send(q, [&](const char* d, std::size_t n) {
+            if (std::fwrite(d, 1, n, f.get()) != n) {
+                write_error = true;
+                return false;
+            }
+            sha256.update(d, n);
+            blob.update(d, n);
+            got += n;
+            if (progress) progress(got, meta.size);
+            return true;
+        });
+        if (write_error) fail_io("cannot write " + dest.string());
+        if (r.status / 100 != 2) {
+            if (meta.location && !same_host(*meta.location))
+                fail(ErrorKind::remote, "the download server for " + repo_id + "/" + expected.path + " answered HTTP " +
+                                            std::to_string(r.status));
+            throw_hub_error(r, env_, {repo_id, commit, expected.path});
+        }
+        if (std::fflush(f.get()) != 0) fail_io("cannot write " + dest.string());
+        if (got != meta.size)
+            fail(ErrorKind::remote, "size mismatch for " + repo_id + "/" + expected.path + ": expected " +
+                                        std::to_string(meta.size) + " bytes, received " + std::to_string(got));
+        const std::string digest = expected.lfs() ? sha256.hex() : blob.hex();
+        if (digest != meta.etag)
+            throw ChecksumMismatch(repo_id + "/" + expected.path + ": " + (expected.lfs() ? "sha256" : "git blob id") +
+                                   " mismatch (expected " + meta.etag + ", got " + digest + ")");
+    }
+
+    // Thrown by download_to when the bytes do not hash to the expected etag: the caller may
+    // refetch once before giving up.
+    struct ChecksumMismatch : Error {
+        explicit ChecksumMismatch(const std::string& m) : Error(ErrorKind::remote, m) {}
+    };
+
+    std::string resolve_url(const std::string& repo_id, const std::string& revision, const std::string& path) const {
+        return env_.endpoint + "/" + repo_id + "/resolve/" + url_quote(revision) + "/" + url_quote(path, "/");
+    }
+
+    bool same_host(const std::string& url) const {
+        const auto u = net::Url::parse(url);
+        return u.host == hub_.host && u.port == hub_.port;
+    }
+
+private:
+    // The CDN URL with N parallel Range GETs (net::download_file: resumable, sha256-checked;
+    // a server that ignores Range gets one plain stream).
+    void ranged_download(const std::string& repo_id, const RepoFile& expected, const FileMetadata& meta, const fs::path& dest) {
+        net::DownloadOptions o;
+        o.connections = connections;
+        o.expected_size = meta.size;
+        o.expected_sha256 = meta.etag;
+        o.headers.set("User-Agent", kHfUserAgent);
+        o.headers.set("Accept-Encoding", "identity");
+        if (same_host(*meta.location) && !env_.token.empty()) o.headers.set("Authorization", "Bearer " + env_.token);
+        try {
+            net::download_file(*http_, net::Url::parse(*meta.location), dest, o);
+        } catch (const Error& e) {
+            const std::string m = redact(e.what(), env_.token);
+            if (e.kind() == ErrorKind::input) throw ChecksumMismatch(repo_id + "/" + expected.path + ": sha256 mismatch (" + m + ")");
+            throw Error(e.kind(), repo_id + "/" + expected.path + ": " + m);
+        }
+    }
+
+    net::Request api_request(const std::string& method, const std::string& path) {
+        net::Request q = base_request(method, env_.endpoint + path);
+        q.timeout = kHfMetadataTimeout;
+        return q;
+    }
+
+    net::Request base_request(const std::string& method, const std::string& url, bool auth = true) {
+        net::Request q;
+        q.method = method;
+        q.url = net::Url::parse(url);
+        q.headers.set("User-Agent", kHfUserAgent);
+        if (auth && !env_.token.empty()) q.headers.set("Authorization", "Bearer " + env_.token);
+        if (method == "HEAD") q.timeout = kHfMetadataTimeout;
+        return q;
+    }
+
+    net::Response send(const net::Request& q, const net::BodySink& sink = {}) {
+        try {
+            return http_->send(q, sink);
+        } catch (const Error& e) {
+            throw Error(e.kind(), redact(e.what(), env_.token));
+        }
+    }
+
+    std::shared_ptr<net::HttpClient> http_;
+    HfEnv env_;
+    net::Url hub_;
+};
+
+}  // namespace cmf::hub

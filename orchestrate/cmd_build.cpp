@@ -1,0 +1,148 @@
+// cmf build: makes a factory job from the configuration and runs it. `--backend local` runs the
+// worker as a local child process against a directory standing in for the bucket; the GCE
+// backend (a VM per job) comes with the Compute client.
+#include <errno.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "cmf/factory/bucket.h"
+#include "cmf/factory/config.h"
+#include "cmf/factory/job.h"
+#include "cmf/factory/status_report.h"
+#include "cmf/factory/variant.h"
+#include "orchestrate/args.h"
+#include "orchestrate/commands.h"
+
+namespace cmf::cli {
+
+static const char* kBuildHelp = R"(usage: cmf build VARIANTS --backend local --source DIR [--bucket DIR] [options]
+
+Builds the variants (comma list: q4s, q4, q8, f16 = Q4_K_S, Q4_K_M, Q8_0, F16, or any type
+`cmf quantize` accepts) in one pass over the source, as a factory job: GGUFs, model cards and
+build logs under models/<PREFIX-VARIANT>/, markers under status/. Then prints `cmf status`.
+Rerunning skips what is already built.
+
+  --backend local   run the worker here as a child process; the bucket is a directory
+                    (gce: one VM per job, not in this build yet)
+  --source DIR      local checkpoint directory (hf:// download comes with the HF client)
+  --bucket DIR      local bucket directory (default: ./cmf-bucket)
+  --prefix P        object prefix inside the bucket (default: none)
+  --work DIR        worker scratch directory
+  --threads N       worker threads (default: all cores)
+  --no-mmproj       do not write the vision projector of a multimodal model
+  --dry-run         print the job JSON and stop
+  --quiet           only the final status table (and errors)
+Configuration options (--model, --name-prefix, --registry-ns, ..., --env-file): see
+`cmf config --help`.
+)";
+
+static std::string new_job_id(const std::string& prefix) {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char ts[32];
+    std::strftime(ts, sizeof ts, "%Y%m%d-%H%M%S", &tm);
+    std::random_device rd;
+    char rnd[8];
+    std::snprintf(rnd, sizeof rnd, "%04x", rd() & 0xffff);
+    std::string id = prefix + "-" + ts + "-" + rnd;
+    // job ids are object names and VM names: keep them within GCE's 63 characters
+    if (id.size() > 63) id = id.substr(id.size() - 63);
+    while (!id.empty() && !std::isalnum(static_cast<unsigned char>(id[0]))) id.erase(id.begin());
+    return id;
+}
+
+int cmd_build(const std::vector<std::string>& argv) {
+    std::set<std::string> values = factory::config_flag_names();
+    for (const char* o : {"backend", "source", "prefix", "work", "threads"}) values.insert(o);
+    Args a = parse_args(argv, values, {"no-mmproj", "dry-run", "quiet", "help"}, "build");
+    if (a.has("help")) {
+        std::fputs(kBuildHelp, stdout);
+        return 0;
+    }
+    if (a.positional.size() != 1) fail(ErrorKind::usage, "build: expected one VARIANTS list, e.g. q4,q8,f16 (see cmf build --help)");
+    const auto variants = factory::parse_factory_variants(a.positional[0]);
+    const std::string backend = a.get("backend").value_or("");
+    if (backend == "gce") fail(ErrorKind::usage, "build: the gce backend needs the Compute Engine client, which is not in this build yet; use --backend local");
+    if (backend != "local") fail(ErrorKind::usage, "build: --backend local is required (gce is not in this build yet)");
+
+    // with the local backend --bucket is a directory, not GCS_BUCKET
+    std::map<std::string, std::string> flags;
+    for (const auto& n : factory::config_flag_names())
+        if (n != "env-file" && n != "bucket")
+            if (auto v = a.get(n)) flags[n] = *v;
+    const factory::FactoryConfig cfg = factory::load_factory_config(flags, a.get("env-file"));
+
+    auto src = a.get("source");
+    if (!src)
+        fail(ErrorKind::usage, "build: --source DIR is required: downloading hf://" + cfg.get("CMF_MODEL") +
+                                   " needs the Hugging Face client, which is not in this build yet");
+    if (!fs::is_directory(*src)) fail(ErrorKind::usage, "build: --source " + *src + " is not a directory");
+    factory::LocalBucket bucket(a.get("bucket").value_or("cmf-bucket"));
+
+    factory::Job job;
+    const std::string name_prefix = cfg.get("CMF_NAME_PREFIX");
+    job.job_id = new_job_id(name_prefix);
+    job.created = factory::utc_timestamp();
+    job.source_uri = "file://" + fs::canonical(*src).string();
+    job.revision = cfg.get("CMF_REVISION");
+    for (const auto& v : variants) job.variants.push_back({v.name, v.type, name_prefix + "-" + v.name});
+    job.bucket = bucket.uri();
+    job.prefix = a.get("prefix").value_or("");
+    if (!job.prefix.empty() && job.prefix.back() != '/') job.prefix += '/';
+    job.registry_namespace = cfg.get("OLLAMA_REGISTRY_NS");
+    if (cfg.is_set("OLLAMA_KEY_FILE")) job.registry_key_ref = "file:" + cfg.get("OLLAMA_KEY_FILE");
+    const std::string hf_token = cfg.get("HF_TOKEN");
+    if (!hf_token.empty()) job.hf_token_ref = "env:HF_TOKEN";
+    job.mmproj = !a.has("no-mmproj");
+    if (auto t = a.get("threads")) {
+        try {
+            job.threads = static_cast<unsigned>(std::stoul(*t));
+        } catch (...) {
+            fail(ErrorKind::usage, "build: --threads must be a number");
+        }
+    }
+    factory::validate_job(job);
+    const std::string job_json = factory::job_to_json(job).dump(1) + "\n";
+    if (a.has("dry-run")) {
+        std::fputs(job_json.c_str(), stdout);
+        return 0;
+    }
+    const std::string job_object = job.prefix + "jobs/" + job.job_id + ".json";
+    bucket.put(job_object, job_json);
+    std::fprintf(stderr, "cmf build: job %s -> %s\n", job.job_id.c_str(), bucket.uri().c_str());
+
+    std::vector<std::string> args = {"cmf", "worker", "--job", (bucket.root() / job_object).string(), "--backend", "local", "--bucket",
+                                     bucket.root().string()};
+    if (auto w = a.get("work")) args.insert(args.end(), {"--work", *w});
+    if (a.has("quiet")) args.push_back("--quiet");
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) fail_io("build: cannot start the worker: fork failed");
+    if (pid == 0) {
+        // the token reaches the worker through its environment only (job: hf_token_ref env:HF_TOKEN)
+        if (!hf_token.empty()) ::setenv("HF_TOKEN", hf_token.c_str(), 1);
+        std::vector<char*> cargv;
+        for (auto& s : args) cargv.push_back(s.data());
+        cargv.push_back(nullptr);
+        // this same binary: /proc/self/exe, or the path it was started by where /proc is not
+        // mounted (a bare chroot)
+        ::execv("/proc/self/exe", cargv.data());
+        ::execvp(program_invocation_name, cargv.data());
+        std::fprintf(stderr, "cmf build: cannot run the worker (%s)\n", program_invocation_name);
+        ::_exit(127);
+    }
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    const int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    std::printf("\n");
+    std::fputs(factory::render_status(bucket, job.prefix, factory::read_bucket_status(bucket, job.prefix)).c_str(), stdout);
+    return rc;
+}
+
+}  // namespace cmf::cli

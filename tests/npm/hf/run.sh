@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Fidelity test: the Hub's own JavaScript client (@huggingface/hub) against cmf's Hugging Face
+# emulator, and cmf's HF cache against the one @huggingface/hub writes for the same files.
+#   run.sh --cmf BIN --emulator BIN
+# Exit 77 (ctest: skipped) when node/npm are unavailable.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+CMF="" EMU=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --cmf) CMF="$2"; shift 2 ;;
+    --emulator) EMU="$2"; shift 2 ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[[ -x "$CMF" && -x "$EMU" ]] || { echo "run.sh: --cmf and --emulator binaries are required" >&2; exit 2; }
+NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf.XXXXXX")"
+EMU_PID=""
+cleanup() { [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+cat > "$WORK/config.json" <<'JSON'
+{"hf": {"tokens": {"hf_NpmAliceToken000000000000000": "alice"}, "tree_page_size": 2,
+  "repos": [
+    {"id": "google/tiny", "files": {
+      "config.json": {"text": "{\"architectures\":[\"Gemma3ForCausalLM\"]}"},
+      "tokenizer_config.json": {"text": "{}"},
+      "sub/dir/notes.txt": {"text": "nested\n"},
+      "model.safetensors": {"size": 2500000, "seed": 11}}},
+    {"id": "google/gated", "gated": "manual", "granted": ["alice"], "files": {
+      "config.json": {"text": "{}"}, "model.safetensors": {"size": 4000, "seed": 12}}}]}}
+JSON
+"$EMU" --state-dir "$WORK/state" --config "$WORK/config.json" --ready-file "$WORK/ready.json" --quiet &
+EMU_PID=$!
+for _ in $(seq 1 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
+[[ -f "$WORK/ready.json" ]] || { echo "run.sh: the emulator did not start" >&2; exit 1; }
+export HUB_URL="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).https_base)' "$WORK/ready.json")"
+CA="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).ca_file)' "$WORK/ready.json")"
+# cmf's side: the whole repo into its own cache.
+env -u HF_TOKEN HF_ENDPOINT="$HUB_URL" SSL_CERT_FILE="$CA" HF_HOME="$WORK/cmf-home" HF_HUB_CACHE="$WORK/cmf-cache" \
+  "$CMF" fetch hf://google/tiny --quiet > "$WORK/cmf-snapshot"
+NODE_EXTRA_CA_CERTS="$CA" CMF_HF_NODE_DIR="$NODE_DIR" WORK="$WORK" node "$HERE/check.mjs"
