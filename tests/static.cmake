@@ -72,7 +72,13 @@ if(CMAKE_SCRIPT_MODE_FILE)
   return()
 endif()
 
-add_test(NAME static_chroot
-  COMMAND "${CMAKE_COMMAND}" "-DCMF_SRC=${CMAKE_CURRENT_SOURCE_DIR}" "-DCMF_STATIC_BUILD=${CMAKE_CURRENT_BINARY_DIR}/static"
-          -P "${CMAKE_CURRENT_LIST_FILE}")
+if(TARGET cmf_static)
+  # the static twin built from the same objects as cmf (CMakeLists.txt)
+  add_test(NAME static_chroot
+    COMMAND "${CMAKE_COMMAND}" "-DCMF_STATIC_BINARY=$<TARGET_FILE:cmf_static>" -P "${CMAKE_CURRENT_LIST_FILE}")
+else()
+  add_test(NAME static_chroot
+    COMMAND "${CMAKE_COMMAND}" "-DCMF_SRC=${CMAKE_CURRENT_SOURCE_DIR}" "-DCMF_STATIC_BUILD=${CMAKE_CURRENT_BINARY_DIR}/static"
+            -P "${CMAKE_CURRENT_LIST_FILE}")
+endif()
 set_tests_properties(static_chroot PROPERTIES TIMEOUT 3600 LABELS static SKIP_REGULAR_EXPRESSION "SKIPPED:")
