@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "cmf/cloud/gcs.h"
+#include "cmf/hub/gcs_store.h"
 #include "cmf/hub/hf.h"
 #include "cmf/hub/source_cache.h"
 #include "emulator_process.h"
@@ -19,7 +21,7 @@ namespace {
 
 const char* kToken = "hf_EmuAliceToken0123456789abcdef";
 
-const char* kConfig = R"({"hf": {
+const char* kConfig = R"({"gcs": {"buckets": ["cmf-cache"]}, "hf": {
   "tokens": {"hf_EmuAliceToken0123456789abcdef": "alice"},
   "tree_page_size": 2,
   "repos": [
@@ -58,8 +60,9 @@ protected:
     }
 
     // cmf with the emulator as the Hub; HF_TOKEN only when given.
-    test::RunResult cmf(const std::string& args, const std::string& token = "", const std::string& endpoint = "") {
-        std::string cmd = "env -u HF_TOKEN -u HF_HUB_CACHE HF_HOME=" + test::shell_quote((tmp.path() / "hf").string()) +
+    test::RunResult cmf(const std::string& args, const std::string& token = "", const std::string& endpoint = "",
+                        const std::string& extra_env = "") {
+        std::string cmd = "env -u HF_TOKEN -u HF_HUB_CACHE " + extra_env + " HF_HOME=" + test::shell_quote((tmp.path() / "hf").string()) +
                           " SSL_CERT_FILE=" + test::shell_quote(emu->ca_file()) +
                           " HF_ENDPOINT=" + test::shell_quote(endpoint.empty() ? emu->https_base() : endpoint);
         if (!token.empty()) cmd += " HF_TOKEN=" + test::shell_quote(token);
@@ -161,4 +164,40 @@ TEST_F(HubEmulatorTest, CliSourceCacheRoundTrip) {
     ASSERT_EQ(second.exit_code, 0) << second.output;
     EXPECT_NE(second.output.find("3 from the source cache"), std::string::npos) << second.output;
     EXPECT_EQ(fs::file_size(tmp.path() / "hf/hub/models--google--tiny/snapshots" / commit / "model.safetensors"), 3000000u);
+}
+
+TEST_F(HubEmulatorTest, CliSourceCacheInGcsBucket) {
+    const std::string gcs_env = "STORAGE_EMULATOR_HOST=" + test::shell_quote(emu->https_base());
+    const std::string cache = "--cache gs://cmf-cache/factory";
+    auto first = cmf("hf://google/tiny " + cache, "", "", gcs_env);
+    ASSERT_EQ(first.exit_code, 0) << first.output;
+    EXPECT_NE(first.output.find("3 copied to it"), std::string::npos) << first.output;
+    const std::string commit = slurp(tmp.path() / "hf/hub/models--google--tiny/refs/main");
+    ASSERT_EQ(commit.size(), 40u);
+
+    cloud::GcsOptions go;
+    go.endpoint = emu->https_base();
+    go.anonymous = true;
+    cloud::GcsClient gcs(net::make_http_client(emu->client_options()), nullptr, go);
+    GcsObjectStore store(gcs, "cmf-cache");
+    const std::string base = "factory/hf/google/tiny/" + commit + "/";
+    auto manifest = gcs.read_all("cmf-cache", base + "manifest.json");
+    ASSERT_TRUE(manifest);
+    EXPECT_EQ(SourceManifest::parse(*manifest, "gcs").files.size(), 3u);
+    EXPECT_EQ(store.stat(base + "model.safetensors")->size, 3000000u);
+    EXPECT_FALSE(store.put_if_absent(base + "manifest.json", tmp.path() / "hf/hub/models--google--tiny/refs/main"));
+
+    // Hub unreachable: everything from the bucket.
+    fs::remove_all(tmp.path() / "hf/hub");
+    auto second = cmf("hf://google/tiny@" + commit + " " + cache, "", "https://127.0.0.1:9", gcs_env);
+    ASSERT_EQ(second.exit_code, 0) << second.output;
+    EXPECT_NE(second.output.find("3 from the source cache"), std::string::npos) << second.output;
+
+    // A replaced object (same name, other bytes) is detected and repaired from the Hub.
+    fs::remove_all(tmp.path() / "hf/hub");
+    gcs.upload("cmf-cache", base + "config.json", "{\"tampered\":true}");
+    auto third = cmf("hf://google/tiny@" + commit + " " + cache, "", "", gcs_env);
+    ASSERT_EQ(third.exit_code, 0) << third.output;
+    EXPECT_NE(third.output.find("1 bad copies replaced"), std::string::npos) << third.output;
+    EXPECT_EQ(*gcs.read_all("cmf-cache", base + "config.json"), "{\"architectures\":[\"Gemma3ForCausalLM\"]}");
 }
