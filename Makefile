@@ -1,5 +1,6 @@
 # cmf — the two entry points of the README:
-#   make demo   install what is missing, build, generate a small Gemma 3 checkpoint, quantize it
+#   make demo   install what is missing, build, run the factory on a small generated checkpoint
+#               (local backend) and publish one variant to a local Ollama store
 #   make test   install what is missing, build, run every test (ctest)
 # Everything comes from Debian's apt and the npm registry.
 
@@ -39,9 +40,18 @@ test: build
 
 demo: build
 	@rm -rf $(DEMO_DIR)
+	@echo "== 1. a small generated Gemma 3 checkpoint with a vision tower (MedGemma-shaped, random weights)"
 	$(BUILD)/cmf synth $(DEMO_DIR)/tiny-medgemma --preset tiny-mm
-	$(BUILD)/cmf quantize $(DEMO_DIR)/tiny-medgemma --quant f16,q8_0 --mmproj --out $(DEMO_DIR)/gguf
-	$(BUILD)/cmf inspect $(DEMO_DIR)/gguf/tiny-medgemma-Q8_0.gguf | head -40
+	@echo "== 2. the factory, local backend: one worker process builds q4 (Q4_K_M), q8 (Q8_0) and f16 from"
+	@echo "==    one read of the source; a directory stands in for the GCS bucket"
+	$(BUILD)/cmf build q4,q8,f16 --backend local --source $(DEMO_DIR)/tiny-medgemma --bucket $(DEMO_DIR)/bucket --quiet
+	@echo "== 3. what the bucket says (markers, sizes, heartbeat)"
+	$(BUILD)/cmf status --backend local --bucket $(DEMO_DIR)/bucket
+	@echo "== 4. publish q8 to a local Ollama store (what 'ollama list' reads; OLLAMA_MODELS=$(DEMO_DIR)/ollama)"
+	$(BUILD)/cmf import $(DEMO_DIR)/bucket/models/coheara-medgemma-4b-q8 coheara-medgemma-4b-q8 \
+	  --license $(DEMO_DIR)/tiny-medgemma/LICENSE --store $(DEMO_DIR)/ollama
+	@echo "== 5. the GGUF's metadata"
+	$(BUILD)/cmf inspect $(DEMO_DIR)/bucket/models/coheara-medgemma-4b-q8/tiny-medgemma-Q8_0.gguf | head -25
 
 bench: build
 	bash bench/medium_memory.sh

@@ -742,6 +742,12 @@ inline void write_synthetic_checkpoint(const fs::path& dir, const SynthSpec& spe
     }
 
     detail::write_json(dir / "config.json", synth_config(m));
+    // Published models carry the base model's terms (Ollama license layer, model card); a
+    // synthetic checkpoint has its own, so demos can publish it like a real one.
+    detail::write_text(dir / "LICENSE",
+                       "Synthetic test checkpoint written by `cmf synth`: random weights and a made-up\n"
+                       "vocabulary, generated for demos and tests. It derives from no model and carries no\n"
+                       "third-party terms; use it for anything.\n");
     detail::write_json(dir / "generation_config.json",
                        json{{"bos_token_id", 2}, {"cache_implementation", "hybrid"}, {"do_sample", true},
                             {"eos_token_id", json::array({1, 11})}, {"pad_token_id", 0}, {"top_k", 64}, {"top_p", 0.95},
