@@ -9,31 +9,21 @@
 #include <string_view>
 
 #include "cmf/cloud/encoding.h"
+#include "cmf/core/digest.h"
 #include "cmf/core/error.h"
 
 namespace cmf::cloud {
 
+// MD5 with a base64 result, as GCS reports md5Hash.
 class Md5 {
 public:
-    Md5() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-        if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_md5(), nullptr) != 1)
-            fail(ErrorKind::internal, "OpenSSL MD5 init failed");
-    }
-    void update(const void* data, std::size_t len) {
-        if (len && EVP_DigestUpdate(ctx_.get(), data, len) != 1) fail(ErrorKind::internal, "OpenSSL MD5 update failed");
-    }
-    void update(std::string_view s) { update(s.data(), s.size()); }
-    // Raw 16 bytes; the object is spent afterwards.
-    std::string finish() {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned n = 0;
-        if (EVP_DigestFinal_ex(ctx_.get(), md, &n) != 1) fail(ErrorKind::internal, "OpenSSL MD5 final failed");
-        return std::string(reinterpret_cast<char*>(md), n);
-    }
+    void update(const void* data, std::size_t len) { d_.update(data, len); }
+    void update(std::string_view s) { d_.update(s); }
+    std::string finish() { return d_.finish(); }  // raw 16 bytes; the object is spent afterwards
     std::string finish_base64() { return base64_encode(finish()); }
 
 private:
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
+    Digest d_{Digest::Algo::md5};
 };
 
 inline std::string md5_base64(std::string_view data) {
