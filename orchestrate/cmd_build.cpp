@@ -1,6 +1,7 @@
-// cmf build: makes a factory job from the configuration and runs it. `--backend local` runs the
-// worker as a local child process against a directory standing in for the bucket; the GCE
-// backend (a VM per job) comes with the Compute client.
+// cmf build / build+push: makes a factory job from the configuration and runs it. `--backend
+// local` runs the worker as a local child process against a directory standing in for the
+// bucket; `--backend gce` (the default when GCS_BUCKET and a project are configured) runs it on
+// a disposable Compute Engine VM (orchestrate/gce_backend.h).
 #include <errno.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,20 +17,38 @@
 #include "cmf/factory/variant.h"
 #include "orchestrate/args.h"
 #include "orchestrate/commands.h"
+#include "orchestrate/gce_backend.h"
 
 namespace cmf::cli {
 
-static const char* kBuildHelp = R"(usage: cmf build VARIANTS --backend local --source DIR [--bucket DIR] [options]
+static const char* kBuildHelp = R"(usage: cmf build VARIANTS [--backend gce|local] [options]
+       cmf build+push VARIANTS [--backend gce] [options]
 
 Builds the variants (comma list: q4s, q4, q8, f16 = Q4_K_S, Q4_K_M, Q8_0, F16, or any type
 `cmf quantize` accepts) in one pass over the source, as a factory job: GGUFs, model cards and
 build logs under models/<PREFIX-VARIANT>/, markers under status/. Then prints `cmf status`.
 Rerunning skips what is already built.
 
+build+push also pushes every built variant to the Ollama registry (OLLAMA_REGISTRY_NS).
+
+  --backend gce     one disposable VM builds all variants from one download of CMF_MODEL
+                    (default when GCS_BUCKET and GCP_PROJECT are set): uploads this binary
+                    to gs://BUCKET/bin/<sha256>/cmf, the HF token to gs://BUCKET/PREFIX
+                    secrets/<job>/hf_token (readable by the VM's service account and the
+                    bucket's owners; removed when the job ends), creates the VM (next zone of
+                    the region on a stockout), prints progress from the bucket's markers,
+                    deletes the VM at the end or on Ctrl-C
   --backend local   run the worker here as a child process; the bucket is a directory
-                    (gce: one VM per job, not in this build yet)
-  --source DIR      local checkpoint directory (hf:// download comes with the HF client)
-  --bucket DIR      local bucket directory (default: ./cmf-bucket)
+  --source DIR      local: checkpoint directory
+  --bucket B        local: bucket directory (default: ./cmf-bucket); gce: GCS_BUCKET
+  --zones Z1,Z2     gce: zones to try after GCE_ZONE (default: the region's a,b,c,d,f)
+  --spot            gce: a Spot VM (cheaper, may be preempted)
+  --keep-vm         gce: keep the VM after the job (debugging; metadata cmf-keep-vm=TRUE):
+                    neither the worker nor cmf deletes it, except on Ctrl-C; then
+                    `cmf cleanup --job JOB`
+  --secrets-in-metadata  gce: pass HF_TOKEN as instance metadata instead of a bucket object
+                    (anyone with compute.instances.get can read it; a warning is printed)
+  --poll SECONDS    gce: how often to look at the bucket and the VM (default 5)
   --prefix P        object prefix inside the bucket (default: none)
   --work DIR        worker scratch directory
   --threads N       worker threads (default: all cores)
@@ -56,19 +75,94 @@ static std::string new_job_id(const std::string& prefix) {
     return id;
 }
 
-int cmd_build(const std::vector<std::string>& argv) {
+// --backend gce: one VM for the job.
+static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& variants, bool push) {
+    const std::string cmdname = push ? "build+push" : "build";
+    for (const char* o : {"source", "work"})
+        if (a.get(o)) fail(ErrorKind::usage, cmdname + ": --" + std::string(o) + " is for --backend local");
+    std::map<std::string, std::string> flags;
+    for (const auto& n : factory::config_flag_names())
+        if (n != "env-file")
+            if (auto v = a.get(n)) flags[n] = *v;
+    const factory::FactoryConfig cfg = factory::load_factory_config(flags, a.get("env-file"));
+    if (!cfg.is_set("GCS_BUCKET")) fail(ErrorKind::usage, cmdname + ": --backend gce needs GCS_BUCKET (.env, environment or --bucket)");
+    if (push && !cfg.is_set("OLLAMA_REGISTRY_NS"))
+        fail(ErrorKind::usage, "build+push: set OLLAMA_REGISTRY_NS (the registry namespace to push to)");
+
+    factory::Job job;
+    const std::string name_prefix = cfg.get("CMF_NAME_PREFIX");
+    job.job_id = new_job_id(name_prefix);
+    job.created = factory::utc_timestamp();
+    job.source_uri = "hf://" + cfg.get("CMF_MODEL");
+    job.revision = cfg.get("CMF_REVISION");
+    for (const auto& v : variants) job.variants.push_back({v.name, v.type, name_prefix + "-" + v.name});
+    job.bucket = "gs://" + factory::normalize_bucket_name(cfg.get("GCS_BUCKET"));
+    job.prefix = a.get("prefix").value_or("");
+    if (!job.prefix.empty() && job.prefix.back() != '/') job.prefix += '/';
+    if (push) job.registry_namespace = cfg.get("OLLAMA_REGISTRY_NS");
+    job.mmproj = !a.has("no-mmproj");
+    job.delete_vm = true;
+    if (auto t = a.get("threads")) {
+        try {
+            job.threads = static_cast<unsigned>(std::stoul(*t));
+        } catch (...) {
+            fail(ErrorKind::usage, cmdname + ": --threads must be a number");
+        }
+    }
+    // the secret reference is filled in by run_gce_job; a placeholder keeps validation honest
+    if (!cfg.get("HF_TOKEN").empty()) job.hf_token_ref = "gs://" + factory::normalize_bucket_name(cfg.get("GCS_BUCKET")) + "/" + job.prefix + "secrets/" + job.job_id + "/hf_token";
+    factory::validate_job(job);
+    if (a.has("dry-run")) {
+        std::fputs((factory::job_to_json(job).dump(1) + "\n").c_str(), stdout);
+        return 0;
+    }
+    gce::RunOptions ro;
+    ro.push = push;
+    ro.secrets_in_metadata = a.has("secrets-in-metadata");
+    ro.keep_vm = a.has("keep-vm");
+    ro.spot = a.has("spot");
+    ro.quiet = a.has("quiet");
+    ro.zones = split_list(a.get("zones").value_or(""));
+    if (auto p = a.get("poll")) {
+        double secs = 0;
+        try {
+            secs = std::stod(*p);
+        } catch (...) {
+        }
+        if (!(secs >= 0.05 && secs <= 600)) fail(ErrorKind::usage, cmdname + ": --poll must be 0.05 to 600 seconds");
+        ro.poll = std::chrono::milliseconds(static_cast<long long>(secs * 1000));
+    }
+    gce::Cloud c = gce::connect(cfg, true);
+    std::fprintf(stderr, "cmf %s: job %s -> gs://%s/%s (project %s)\n", cmdname.c_str(), job.job_id.c_str(), c.bucket.c_str(),
+                 job.prefix.c_str(), c.project.c_str());
+    return gce::run_gce_job(c, cfg, job, ro);
+}
+
+static int build_command(const std::vector<std::string>& argv, bool push) {
+    const std::string cmdname = push ? "build+push" : "build";
     std::set<std::string> values = factory::config_flag_names();
-    for (const char* o : {"backend", "source", "prefix", "work", "threads"}) values.insert(o);
-    Args a = parse_args(argv, values, {"no-mmproj", "dry-run", "quiet", "help"}, "build");
+    for (const char* o : {"backend", "source", "prefix", "work", "threads", "zones", "poll"}) values.insert(o);
+    Args a = parse_args(argv, values, {"no-mmproj", "dry-run", "quiet", "help", "spot", "keep-vm", "secrets-in-metadata"}, cmdname);
     if (a.has("help")) {
         std::fputs(kBuildHelp, stdout);
         return 0;
     }
-    if (a.positional.size() != 1) fail(ErrorKind::usage, "build: expected one VARIANTS list, e.g. q4,q8,f16 (see cmf build --help)");
+    if (a.positional.size() != 1)
+        fail(ErrorKind::usage, cmdname + ": expected one VARIANTS list, e.g. q4,q8,f16 (see cmf build --help)");
     const auto variants = factory::parse_factory_variants(a.positional[0]);
-    const std::string backend = a.get("backend").value_or("");
-    if (backend == "gce") fail(ErrorKind::usage, "build: the gce backend needs the Compute Engine client, which is not in this build yet; use --backend local");
-    if (backend != "local") fail(ErrorKind::usage, "build: --backend local is required (gce is not in this build yet)");
+    std::string backend = a.get("backend").value_or("");
+    if (backend.empty()) {
+        std::map<std::string, std::string> flags;
+        for (const auto& n : factory::config_flag_names())
+            if (n != "env-file")
+                if (auto v = a.get(n)) flags[n] = *v;
+        backend = gce::gce_configured(factory::load_factory_config(flags, a.get("env-file"))) ? "gce" : "";
+    }
+    if (backend.empty())
+        fail(ErrorKind::usage, cmdname + ": no backend: set GCS_BUCKET and GCP_PROJECT for --backend gce, or use --backend local");
+    if (backend == "gce") return build_gce(a, variants, push);
+    if (backend != "local") fail(ErrorKind::usage, cmdname + ": --backend must be gce or local");
+    if (push) fail(ErrorKind::usage, "build+push: the local backend does not push; build, then `cmf push BUILD NAME`");
 
     // with the local backend --bucket is a directory, not GCS_BUCKET
     std::map<std::string, std::string> flags;
@@ -144,5 +238,8 @@ int cmd_build(const std::vector<std::string>& argv) {
     std::fputs(factory::render_status(bucket, job.prefix, factory::read_bucket_status(bucket, job.prefix)).c_str(), stdout);
     return rc;
 }
+
+int cmd_build(const std::vector<std::string>& argv) { return build_command(argv, false); }
+int cmd_build_push(const std::vector<std::string>& argv) { return build_command(argv, true); }
 
 }  // namespace cmf::cli

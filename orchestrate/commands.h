@@ -12,6 +12,8 @@ int cmd_inspect(const std::vector<std::string>& argv);
 int cmd_synth(const std::vector<std::string>& argv);
 int cmd_config(const std::vector<std::string>& argv);
 int cmd_build(const std::vector<std::string>& argv);
+int cmd_build_push(const std::vector<std::string>& argv);
+int cmd_cleanup(const std::vector<std::string>& argv);
 int cmd_status(const std::vector<std::string>& argv);
 int cmd_worker(const std::vector<std::string>& argv);
 int cmd_cloudinit(const std::vector<std::string>& argv);

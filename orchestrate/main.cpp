@@ -22,7 +22,9 @@ commands:
   synth OUT_DIR [--preset P]       write a synthetic Gemma 3 checkpoint (tiny, tiny-mm, medgemma-text)
   config                           print the factory configuration (.env, environment, options)
   build VARIANTS --backend local   build q4s,q4,q8,f16,... as a factory job (markers, cards, logs)
-  status --bucket DIR              what a bucket says about each variant
+  build+push VARIANTS              build on a GCE VM and push to the Ollama registry
+  status                           what the bucket says about each variant (+ the factory's VMs)
+  cleanup                          delete the factory's VMs (label managed-by=cmf)
   worker --job FILE                run one factory job (what the VM runs)
   cloud-init --print startup|user-data   the VM bootstrap built into this binary
   import BUILD NAME[:TAG]          write an Ollama model into the local store ($OLLAMA_MODELS)
@@ -45,6 +47,8 @@ const Command kCommands[] = {
     {"synth", cmf::cli::cmd_synth},
     {"config", cmf::cli::cmd_config},
     {"build", cmf::cli::cmd_build},
+    {"build+push", cmf::cli::cmd_build_push},
+    {"cleanup", cmf::cli::cmd_cleanup},
     {"status", cmf::cli::cmd_status},
     {"worker", cmf::cli::cmd_worker},
     {"cloud-init", cmf::cli::cmd_cloudinit},

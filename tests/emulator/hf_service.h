@@ -30,7 +30,8 @@
 //    "repos": [{"id": "org/name", "gated": false|"auto"|"manual", "private": false,
 //               "granted": ["alice"], "revision": "main", "commit": "<40 hex, optional>",
 //               "files": {"config.json": {"text": "..."},
-//                         "model.safetensors": {"size": 123456, "seed": 7, "lfs": true}}}]}
+//                         "model.safetensors": {"size": 123456, "seed": 7, "lfs": true},
+//                         "tokenizer.model": {"local_path": "/abs/file"}}}]}
 // A file is LFS when "lfs" says so, else when its name ends in .safetensors/.bin/.gguf/.model/.pt.
 // Repos "gen/NAME-<N>k" (N KiB) are generated on first use: public, config.json +
 // model.safetensors of N KiB.
@@ -40,6 +41,8 @@
 #include <openssl/evp.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -193,8 +196,13 @@ struct HfEmuState {
                 for (auto& [path, spec] : fspecs.items()) {
                     std::optional<bool> lfs;
                     if (spec.contains("lfs")) lfs = spec["lfs"].get<bool>();
-                    std::string content = spec.contains("text") ? spec["text"].get<std::string>()
-                                                                : hfemu::generate(spec.value("size", 0ull), spec.value("seed", ++n));
+                    std::string content;
+                    if (spec.contains("text")) content = spec["text"].get<std::string>();
+                    else if (spec.contains("local_path")) {  // a real (binary) file, e.g. a synthetic checkpoint
+                        std::ifstream in(spec["local_path"].get<std::string>(), std::ios::binary);
+                        if (!in) throw std::runtime_error("hf: cannot read " + spec["local_path"].get<std::string>());
+                        content.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+                    } else content = hfemu::generate(spec.value("size", 0ull), spec.value("seed", ++n));
                     files[path] = file(std::move(content), lfs, path);
                 }
                 add_commit(id, files, r.value("revision", std::string("main")), r.value("commit", std::string()));

@@ -277,7 +277,7 @@ TEST_F(FactoryWorker, BadInvocationsAreOneLineNonZero) {
     TempDir t;
     const std::pair<std::string, std::string> cases[] = {
         {"build q9 --backend local --source " + shell_quote(src().string()), "unknown variant 'q9'"},
-        {"build q8 --backend gce", "not in this build yet"},
+        {"build q8 --backend gce", "needs GCS_BUCKET"},
         {"build q8 --backend local", "--source DIR is required"},
         {"build q8,q8_0 --backend local --source " + shell_quote(src().string()), "same type Q8_0"},
         {"worker", "--job FILE is required"},

@@ -8,7 +8,9 @@
 //   "source": {"uri": "hf://google/medgemma-1.5-4b-it" | "file:///abs/dir", "revision": "main"},
 //   "variants": [{"name": "q4s", "type": "Q4_K_S", "model_name": "coheara-medgemma-4b-q4s"}, ...],
 //   "output": {"bucket": "gs://NAME" | "file:///abs/dir", "prefix": "" | "runs/x/"},
-//   "registry": {"namespace": "" | "coheara", "key_ref": "" | "file:/root/.ollama/id_ed25519"},
+//   "registry": {"namespace": "" | "coheara", "key_ref": "" | "file:/root/.ollama/id_ed25519",
+//                "host": "" (registry.ollama.ai) | "HOST[:PORT]" | "https://HOST[:PORT]" |
+//                        "http://127.0.0.1:PORT" (plain http: loopback only, for tests)},
 //   "secrets": {"hf_token_ref": "" | "env:HF_TOKEN" | "file:/path" | "gs://b/o" | "metadata:KEY"},
 //   "flags": {"mmproj": true, "threads": 0, "delete_vm": false}
 // }
@@ -47,6 +49,7 @@ struct Job {
     std::string prefix;  // "" or ends with '/'
     std::string registry_namespace;
     std::string registry_key_ref;
+    std::string registry_host;  // "" = registry.ollama.ai; see parse_registry_host
     std::string hf_token_ref;
     bool mmproj = true;  // write the vision projector when the model has a vision tower
     unsigned threads = 0;
@@ -56,6 +59,46 @@ struct Job {
     std::string source_local_path() const { return source_uri.rfind("file://", 0) == 0 ? source_uri.substr(7) : ""; }
     std::string hf_repo() const { return source_is_hf() ? source_uri.substr(5) : ""; }
 };
+
+// Where the registry is: "" -> https://registry.ollama.ai; "HOST[:PORT]" or "https://HOST[:PORT]"
+// -> https; "http://HOST[:PORT]" only when HOST is a loopback address (127.0.0.1, localhost,
+// [::1]): plain http must be asked for explicitly and never leaves the machine.
+struct RegistryHost {
+    std::string scheme = "https";
+    std::string host = "registry.ollama.ai";
+    std::string base_url() const { return scheme + "://" + host; }
+};
+
+inline RegistryHost parse_registry_host(const std::string& text) {
+    RegistryHost r;
+    if (text.empty()) return r;
+    std::string h = text;
+    auto bad = [&](const std::string& why) -> RegistryHost {
+        fail_input("registry.host '" + text + "': " + why + " (expected HOST[:PORT], https://HOST[:PORT], or http://127.0.0.1:PORT)");
+    };
+    if (h.rfind("http://", 0) == 0) {
+        r.scheme = "http";
+        h = h.substr(7);
+    } else if (h.rfind("https://", 0) == 0) {
+        h = h.substr(8);
+    } else if (h.find("://") != std::string::npos) {
+        return bad("only http:// and https:// are allowed");
+    }
+    while (!h.empty() && h.back() == '/') h.pop_back();
+    if (h.empty() || h.size() > 253) return bad("no host");
+    for (char c : h)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+            return bad("a host has only letters, digits, '.', '-' and a :PORT (no path, user or query)");
+    if (r.scheme == "http") {
+        std::string name = h;
+        if (name.front() == '[') name = name.substr(0, name.find(']') + 1);
+        else if (auto c = name.rfind(':'); c != std::string::npos) name = name.substr(0, c);
+        if (name != "127.0.0.1" && name != "localhost" && name != "[::1]")
+            return bad("plain http is allowed for a loopback registry only; use https://");
+    }
+    r.host = h;
+    return r;
+}
 
 // A reference names where a secret lives. A value that looks like the secret itself is refused:
 // Hugging Face tokens start with "hf_", and a ref without a scheme is never valid.
@@ -114,6 +157,11 @@ inline void validate_job(const Job& j) {
         bad("registry.namespace '" + j.registry_namespace + "' must be a-z 0-9 - _ .");
     check_secret_ref("secrets.hf_token_ref", j.hf_token_ref);
     check_secret_ref("registry.key_ref", j.registry_key_ref);
+    try {
+        parse_registry_host(j.registry_host);
+    } catch (const Error& e) {
+        bad(e.what());
+    }
     if (j.threads > 1024) bad("flags.threads must be 0 (all cores) to 1024");
 }
 
@@ -126,7 +174,9 @@ inline nlohmann::json job_to_json(const Job& j) {
             {"source", {{"uri", j.source_uri}, {"revision", j.revision}}},
             {"variants", v},
             {"output", {{"bucket", j.bucket}, {"prefix", j.prefix}}},
-            {"registry", {{"namespace", j.registry_namespace}, {"key_ref", j.registry_key_ref}}},
+            {"registry", j.registry_host.empty() ? nlohmann::json{{"namespace", j.registry_namespace}, {"key_ref", j.registry_key_ref}}
+                                               : nlohmann::json{{"namespace", j.registry_namespace}, {"key_ref", j.registry_key_ref},
+                                                                {"host", j.registry_host}}},
             {"secrets", {{"hf_token_ref", j.hf_token_ref}}},
             {"flags", {{"mmproj", j.mmproj}, {"threads", j.threads}, {"delete_vm", j.delete_vm}}}};
 }
@@ -173,9 +223,10 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
     j.bucket = str(d["output"], "bucket", "output.", true);
     j.prefix = str(d["output"], "prefix", "output.", false);
     if (d.contains("registry")) {
-        only(d["registry"], "registry", {"namespace", "key_ref"});
+        only(d["registry"], "registry", {"namespace", "key_ref", "host"});
         j.registry_namespace = str(d["registry"], "namespace", "registry.", false);
         j.registry_key_ref = str(d["registry"], "key_ref", "registry.", false);
+        j.registry_host = str(d["registry"], "host", "registry.", false);
     }
     if (d.contains("secrets")) {
         only(d["secrets"], "secrets", {"hf_token_ref"});

@@ -1,7 +1,9 @@
 // Markers and status objects in the bucket, under the job's prefix (the old scripts' layout):
 //   status/<variant>.built        create-only; JSON: type, model name, objects, sizes, sha256, time
-//   status/<variant>.pushed       create-only; JSON: registry reference, time
-//   status/<variant>-error.fail   create-only; the error line (text)
+//   status/<variant>.pushed       create-only; JSON: registry reference, manifest digest (the
+//                                 registry's and the export's), blob counts, time
+//   status/<variant>-error.fail   create-only; the error line (text; "push: ..." when the build
+//                                 worked and the push failed: the next run retries the push)
 //   status/<variant>-build.log    the variant's build log (overwritten as it grows)
 //   status/<job>.json             machine-readable job status (overwritten at each step)
 //   status/heartbeat.json         {job, phase, detail, pct, ts, pid, host}; at most every 10 s

@@ -19,9 +19,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <condition_variable>
+#include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -35,9 +39,11 @@
 #include "cmf/factory/digest.h"
 #include "cmf/factory/job.h"
 #include "cmf/factory/model_card.h"
+#include "cmf/factory/ollama_export.h"
 #include "cmf/factory/redact.h"
 #include "cmf/factory/status.h"
 #include "cmf/pipeline/convert.h"
+#include "cmf/pipeline/ollama_layout.h"
 #include "cmf/pipeline/quality_report.h"
 
 #ifndef CMF_VERSION
@@ -56,13 +62,19 @@ struct PushOutcome {
     bool pushed = false;
     std::string reference;    // e.g. registry.ollama.ai/ns/name:tag
     std::string skip_reason;  // when not pushed
+    std::string manifest_digest;         // the registry's manifest digest
+    std::string export_manifest_digest;  // the Ollama export's (store form)
+    int uploaded = 0, already_present = 0;
+    uint64_t bytes_uploaded = 0;
 };
 
 struct WorkerHooks {
     // Seam: the Hugging Face client downloads job.hf_repo() at job.revision into `dir`.
     std::function<SourceSnapshot(const Job&, const fs::path& dir, const std::string& hf_token)> fetch_hf_source;
     // Seam: pushes one built variant (its `.built` marker JSON names the objects) to the registry.
-    std::function<PushOutcome(const Job&, const JobVariant&, const nlohmann::json& built)> push;
+    // `registry_key` is the resolved registry.key_ref ("" when none); it is registered with the
+    // redactor before the call, so it never reaches a log, marker or status line.
+    std::function<PushOutcome(const Job&, const JobVariant&, const nlohmann::json& built, const std::string& registry_key)> push;
     // Seam: secrets behind gs:// and metadata: references (GCS and metadata-server clients).
     std::function<std::optional<std::string>(const std::string& ref)> resolve_remote_secret;
     std::function<std::optional<std::string>(const std::string& name)> getenv;
@@ -73,6 +85,12 @@ struct WorkerHooks {
 struct WorkerOptions {
     fs::path work_dir;  // local scratch: downloads and GGUFs before upload
     std::string host;
+    // A background thread rewrites status/heartbeat.json this often (with the current phase and
+    // a fresh ts) so a long phase never looks stalled; 0 = only when a phase changes.
+    std::chrono::milliseconds heartbeat_every{0};
+    // models/<name>/<name>.ollama.tar.zst: the Ollama store layout of the variant (blobs +
+    // manifest; the single-file layout when the checkpoint has a vision tower)
+    bool ollama_export = true;
 };
 
 struct WorkerReport {
@@ -136,12 +154,14 @@ public:
             secret_error = std::string("reading secrets: ") + e.what();
         }
         phase("start", "job " + job_.job_id);
+        HeartbeatThread beat(*this);
         std::vector<const JobVariant*> pending;
         try {
             pending = check_markers();
         } catch (const Error& e) {
             // markers unreadable or from another model: nothing was started, nothing is marked
             say("error: " + std::string(e.what()));
+            beat.stop();
             finish(false);
             throw;
         }
@@ -150,6 +170,7 @@ public:
         else if (!pending.empty())
             build(pending);
         push_all();
+        beat.stop();
         finish(report_.ok());
         return report_;
     }
@@ -168,16 +189,63 @@ private:
         if (logs_.count(v.name)) bucket_.put(build_log_object(job_.prefix, v.name), logs_[v.name]);
     }
     void phase(const std::string& name, const std::string& detail, double pct = -1, bool force = true) {
-        const auto now = std::chrono::steady_clock::now();
-        if (!force && now - last_beat_ < kHeartbeatInterval) return;
-        last_beat_ = now;
-        nlohmann::json hb = {{"job_id", job_.job_id}, {"phase", name}, {"detail", redact_(detail)}, {"ts", utc_timestamp()},
-                             {"pid", static_cast<long>(::getpid())}, {"host", opts_.host}};
-        if (pct >= 0) hb["pct"] = pct;
-        status_["phase"] = name;
-        bucket_.put(heartbeat_object(job_.prefix), hb.dump() + "\n");
+        {
+            std::lock_guard<std::mutex> g(hb_mu_);
+            const auto now = std::chrono::steady_clock::now();
+            if (!force && now - last_beat_ < kHeartbeatInterval) return;
+            last_beat_ = now;
+            hb_ = {{"job_id", job_.job_id}, {"phase", name}, {"detail", redact_(detail)}, {"ts", utc_timestamp()},
+                   {"pid", static_cast<long>(::getpid())}, {"host", opts_.host}};
+            if (pct >= 0) hb_["pct"] = pct;
+            hb_["beats"] = beats_;  // background rewrites so far (0: the thread is off or not due yet)
+            status_["phase"] = name;
+            bucket_.put(heartbeat_object(job_.prefix), hb_.dump() + "\n");
+        }
         if (force && hooks_.on_phase && name != "quantize") hooks_.on_phase(name);
     }
+    // Rewrites the last heartbeat with a fresh ts (the background thread). A failed write is
+    // not fatal: the next one may work, and the phase writes carry on regardless.
+    void beat() {
+        std::lock_guard<std::mutex> g(hb_mu_);
+        if (hb_.is_null()) return;
+        hb_["ts"] = utc_timestamp();
+        hb_["beats"] = ++beats_;
+        try {
+            bucket_.put(heartbeat_object(job_.prefix), hb_.dump() + "\n");
+        } catch (const Error& e) {
+            say(std::string("heartbeat write failed: ") + e.what());
+        }
+    }
+    class HeartbeatThread {
+    public:
+        explicit HeartbeatThread(FactoryWorker& w) : w_(w) {
+            if (w_.opts_.heartbeat_every.count() <= 0) return;
+            t_ = std::thread([this] {
+                std::unique_lock<std::mutex> lk(mu_);
+                while (!cv_.wait_for(lk, w_.opts_.heartbeat_every, [this] { return stop_; })) {
+                    lk.unlock();
+                    w_.beat();
+                    lk.lock();
+                }
+            });
+        }
+        ~HeartbeatThread() { stop(); }
+        void stop() {
+            {
+                std::lock_guard<std::mutex> g(mu_);
+                stop_ = true;
+            }
+            cv_.notify_all();
+            if (t_.joinable()) t_.join();
+        }
+
+    private:
+        FactoryWorker& w_;
+        std::mutex mu_;
+        std::condition_variable cv_;
+        bool stop_ = false;
+        std::thread t_;
+    };
     void write_status() { bucket_.put(job_status_object(job_.prefix, job_.job_id), redact_(status_.dump(1)) + "\n"); }
 
     void mark_failed(const JobVariant& v, const std::string& error) {
@@ -269,6 +337,23 @@ private:
             ConversionPlan plan0 = plan_conversion(req);
             req.mmproj = job_.mmproj && plan0.config.has_vision();
             ConversionPlan plan = req.mmproj ? plan_conversion(req) : std::move(plan0);
+            // The Ollama export's model file: Ollama's single-file layout (text + vision tower)
+            // written in the same pass, one per variant, after the llama.cpp files.
+            std::optional<size_t> ollama_base;
+            if (opts_.ollama_export && plan.config.has_vision()) {
+                std::vector<PlannedFile> all = plan.files;
+                try {
+                    plan.files.assign(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(pending.size()));
+                    apply_ollama_layout(plan);
+                    std::vector<PlannedFile> single = std::move(plan.files);
+                    plan.files = std::move(all);
+                    ollama_base = plan.files.size();
+                    for (auto& f : single) plan.files.push_back(std::move(f));
+                } catch (const Error& e) {
+                    plan.files = std::move(all);
+                    log("no Ollama single-file layout (" + std::string(e.what()) + "); the Ollama export uses the GGUF + mmproj", pending);
+                }
+            }
 
             stage = "quantizing";
             std::string types;
@@ -294,7 +379,7 @@ private:
                 const JobVariant& v = *pending[k];
                 stage = "uploading " + v.name;
                 try {
-                    publish_variant(v, plan, res, k, mmproj_index, src);
+                    publish_variant(v, plan, res, k, mmproj_index, src, ollama_base ? std::optional<size_t>(*ollama_base + k) : std::nullopt);
                 } catch (const Error& e) {
                     mark_failed(v, "uploading " + v.type + ": " + e.what());
                 }
@@ -320,8 +405,50 @@ private:
         return r;
     }
 
+    // models/<name>/<name>.ollama.tar.zst: the variant as an Ollama model (store layout).
+    nlohmann::json publish_ollama_export(const JobVariant& v, const ConversionPlan& plan, size_t k, std::optional<size_t> mmproj_index,
+                                         std::optional<size_t> ollama_index, const SourceSnapshot& src) {
+        ollama::AssembleOptions ao;
+        if (ollama_index) {
+            ao.model_gguf = plan.files[*ollama_index].path;
+        } else {
+            ao.model_gguf = plan.files[k].path;
+            if (mmproj_index) ao.projector_gguf = plan.files[*mmproj_index].path;
+        }
+        // the base model's terms when the checkpoint ships them (the derivative notice is always added)
+        std::vector<fs::path> lic;
+        for (const auto& e : fs::directory_iterator(src.dir)) {
+            std::string fn = e.path().filename().string();
+            for (auto& c : fn) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (e.is_regular_file() && (fn == "license" || fn == "license.txt" || fn == "license.md" || fn.rfind("gemma-terms", 0) == 0))
+                lic.push_back(e.path());
+        }
+        std::sort(lic.begin(), lic.end());
+        for (const auto& l : lic) {
+            std::ifstream f(l, std::ios::binary);
+            ao.licenses.emplace_back((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        }
+        const ollama::OllamaModel m = ollama::assemble_model(ao);
+        const ollama::ModelName name =
+            ollama::parse_model_name((job_.registry_namespace.empty() ? std::string() : job_.registry_namespace + "/") + v.model_name);
+        const std::string fname = v.model_name + ".ollama.tar.zst";
+        const fs::path local = opts_.work_dir / "out" / fname;
+        const OllamaExport e = write_ollama_export(local, m, name);
+        const uint64_t size = fs::file_size(local);
+        const std::string sha = sha256_file(local);
+        const std::string obj = model_object(job_.prefix, v.model_name, fname);
+        bucket_.put_file(obj, local);
+        std::error_code ec;
+        fs::remove(local, ec);
+        log("uploaded the Ollama export " + fname + " (" + e.model + ", manifest " + e.manifest_digest + ", " + std::to_string(size) +
+                " bytes) to " + obj,
+            {&v});
+        return {{"object", obj},       {"name", fname},           {"size", size}, {"sha256", sha}, {"model", e.model},
+                {"manifest_digest", e.manifest_digest}, {"single_file", ollama_index.has_value()}};
+    }
+
     void publish_variant(const JobVariant& v, const ConversionPlan& plan, const ConvertResult& res, size_t k,
-                         std::optional<size_t> mmproj_index, const SourceSnapshot& src) {
+                         std::optional<size_t> mmproj_index, const SourceSnapshot& src, std::optional<size_t> ollama_index) {
         phase("upload", v.name);
         // plan.files: one per type in request order, then the mmproj
         std::vector<size_t> idx = {k};
@@ -353,10 +480,16 @@ private:
             q.replace_extension(".quality.json");
             bucket_.put(model_object(job_.prefix, v.model_name, q.filename().string()), quality_report_json(pf, res.errors[i]).dump(1) + "\n");
         }
+        nlohmann::json exp;
+        if (opts_.ollama_export) {
+            exp = publish_ollama_export(v, plan, k, mmproj_index, ollama_index, src);
+            card.outputs.push_back({exp["name"].get<std::string>(), exp["size"].get<uint64_t>(), exp["sha256"].get<std::string>()});
+        }
         bucket_.put(model_object(job_.prefix, v.model_name, "README.md"), redact_(render_model_card(card)));
         nlohmann::json built = {{"variant", v.name},     {"type", v.type},         {"model_name", v.model_name}, {"job_id", job_.job_id},
                                 {"source", job_.source_uri}, {"revision", card.revision}, {"built_at", card.built_at}, {"cmf_version", CMF_VERSION},
                                 {"files", files}};
+        if (!exp.is_null()) built["ollama_export"] = exp;
         log("built " + v.model_name, {&v});
         flush_log(v);
         // artifacts first, then the marker: a marker always means the files are complete
@@ -365,20 +498,31 @@ private:
         auto& sv = status_["variants"][v.name];
         sv["state"] = "built";
         sv["files"] = files;
+        if (!exp.is_null()) sv["ollama_export"] = exp;
         sv["built_at"] = card.built_at;
         report_.built.push_back(v.name);
         write_status();
     }
 
     // ---- 5. push (seam)
+    // A variant with `.pushed` is not pushed again. A push failure marks the variant with
+    // `-error.fail` ("push: ..."); the next run retries the push (the variant stays built) and
+    // removes that marker when the push works.
     void push_all() {
         BucketStatus bs = read_bucket_status(bucket_, job_.prefix);
+        std::optional<std::string> key;  // resolved once, when the first variant needs it
+        std::optional<std::string> key_error;
         for (const auto& v : job_.variants) {
             if (!built_info_.count(v.name)) continue;
             auto& sv = status_["variants"][v.name];
             if (bs.variants.count(v.name) && bs.variants[v.name].pushed) {
                 sv["push"] = {{"state", "pushed"}, {"detail", "already pushed"}};
+                if (const auto& pi = bs.variants[v.name].pushed_info; pi && pi->is_object()) {
+                    if (pi->contains("reference")) sv["push"]["reference"] = (*pi)["reference"];
+                    if (pi->contains("manifest_digest")) sv["push"]["manifest_digest"] = (*pi)["manifest_digest"];
+                }
                 report_.push[v.name] = "already pushed";
+                say(v.name + ": already pushed, not pushed again");
                 continue;
             }
             std::string reason;
@@ -391,21 +535,67 @@ private:
                 flush_log(v);
                 continue;
             }
+            // a failed push of an earlier run: retried now
+            if (bs.variants.count(v.name) && bs.variants[v.name].failed && bs.variants[v.name].fail_line.rfind("push: ", 0) == 0) {
+                log("retrying the push; the previous attempt failed: " + bs.variants[v.name].fail_line, {&v});
+                bucket_.remove(marker_failed(job_.prefix, v.name));
+            }
+            if (!key && !key_error) {
+                try {
+                    key = resolve_secret_ref(job_.registry_key_ref, hooks_);
+                    redact_.add(*key);
+                    // and every line of it, so no fragment of a PEM block can show
+                    size_t i = 0;
+                    while (i < key->size()) {
+                        size_t j = key->find('\n', i);
+                        if (j == std::string::npos) j = key->size();
+                        std::string line = key->substr(i, j - i);
+                        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+                        if (line.find("-----") == std::string::npos) redact_.add(line);
+                        i = j + 1;
+                    }
+                } catch (const Error& e) {
+                    key_error = std::string("reading the registry key: ") + e.what();
+                }
+            }
+            if (key_error) {
+                mark_failed(v, "push: " + *key_error);
+                continue;
+            }
             try {
                 phase("push", v.name);
-                PushOutcome p = hooks_.push(job_, v, built_info_[v.name]);
+                PushOutcome p = hooks_.push(job_, v, built_info_[v.name], *key);
                 if (!p.pushed) {
                     sv["push"] = {{"state", "skipped"}, {"reason", redact_(p.skip_reason)}};
                     report_.push[v.name] = "skipped: " + redact_(p.skip_reason);
                     continue;
                 }
-                nlohmann::json m = {{"variant", v.name}, {"reference", p.reference}, {"pushed_at", utc_timestamp()}, {"job_id", job_.job_id}};
+                nlohmann::json m = {{"variant", v.name},
+                                    {"reference", p.reference},
+                                    {"manifest_digest", p.manifest_digest},
+                                    {"export_manifest_digest", p.export_manifest_digest},
+                                    {"uploaded", p.uploaded},
+                                    {"already_present", p.already_present},
+                                    {"bytes_uploaded", p.bytes_uploaded},
+                                    {"pushed_at", utc_timestamp()},
+                                    {"job_id", job_.job_id}};
                 bucket_.put_if_absent(marker_pushed(job_.prefix, v.name), redact_(m.dump(1)) + "\n");
-                sv["push"] = {{"state", "pushed"}, {"reference", p.reference}};
+                sv["push"] = {{"state", "pushed"},
+                              {"reference", p.reference},
+                              {"manifest_digest", p.manifest_digest},
+                              {"uploaded", p.uploaded},
+                              {"already_present", p.already_present}};
                 report_.push[v.name] = "pushed " + p.reference;
-                log("pushed " + p.reference, {&v});
+                log("pushed " + p.reference + ": " + std::to_string(p.uploaded) + " blob(s) uploaded (" + std::to_string(p.bytes_uploaded) +
+                        " bytes), " + std::to_string(p.already_present) + " already present; manifest " + p.manifest_digest,
+                    {&v});
                 flush_log(v);
+                write_status();
             } catch (const Error& e) {
+                sv["push"] = {{"state", "failed"}};
+                mark_failed(v, std::string("push: ") + e.what());
+            } catch (const std::exception& e) {
+                sv["push"] = {{"state", "failed"}};
                 mark_failed(v, std::string("push: ") + e.what());
             }
         }
@@ -429,6 +619,9 @@ private:
     std::map<std::string, std::string> logs_;
     std::map<std::string, nlohmann::json> built_info_;
     std::chrono::steady_clock::time_point last_beat_{};
+    std::mutex hb_mu_;
+    nlohmann::json hb_;
+    uint64_t beats_ = 0;
 };
 
 // Validates the job, then runs every step; the report says what was built, skipped, failed.

@@ -1,0 +1,611 @@
+// GCE backend: the Compute client's request bodies and error handling (cmf/cloud/gce.h), the
+// Compute emulator (tests/emulator/compute_service.h), and the whole `cmf build --backend gce`
+// simulation: emulated Hugging Face + GCS + metadata server + Compute, the "VM" being a local
+// process group running the embedded startup script, which downloads the uploaded cmf binary
+// from the emulated GCS and runs `cmf worker`.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cmf/cloud/gce.h"
+#include "cmf/cloud/gcs.h"
+#include "cmf/cloud/metadata.h"
+#include "emulator_process.h"
+#include "test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace cmf;
+using cmf::test::EmulatorProcess;
+using cmf::test::TempDir;
+
+cloud::InstanceSpec sample_spec() {
+    cloud::InstanceSpec s;
+    s.name = "cmf-job-1";
+    s.zone = "us-central1-a";
+    s.machine_type = "e2-standard-8";
+    s.disk_type = "pd-ssd";
+    s.disk_size_gb = 100;
+    s.max_run_seconds = 3600;
+    s.metadata = {{"startup-script", "#!/bin/bash\necho hi\n"}, {"factory-config", "{\"x\":1}"}};
+    s.labels = {{"managed-by", "cmf"}, {"cmf-job", "job-1"}};
+    return s;
+}
+
+TEST(GceBody, PartialUrlsStringInt64sSchedulingLabels) {
+    json b = cloud::instance_body(sample_spec());
+    EXPECT_EQ(b["name"], "cmf-job-1");
+    EXPECT_EQ(b["machineType"], "zones/us-central1-a/machineTypes/e2-standard-8");
+    const json& d = b["disks"][0];
+    EXPECT_EQ(d["boot"], true);
+    EXPECT_EQ(d["autoDelete"], true);
+    EXPECT_EQ(d["initializeParams"]["diskSizeGb"], "100");  // int64 as a JSON string
+    EXPECT_TRUE(d["initializeParams"]["diskSizeGb"].is_string());
+    EXPECT_EQ(d["initializeParams"]["diskType"], "zones/us-central1-a/diskTypes/pd-ssd");
+    EXPECT_EQ(d["initializeParams"]["sourceImage"], "projects/debian-cloud/global/images/family/debian-12");
+    EXPECT_EQ(b["scheduling"]["maxRunDuration"]["seconds"], "3600");
+    EXPECT_TRUE(b["scheduling"]["maxRunDuration"]["seconds"].is_string());
+    EXPECT_EQ(b["scheduling"]["instanceTerminationAction"], "DELETE");
+    EXPECT_EQ(b["scheduling"]["provisioningModel"], "STANDARD");
+    EXPECT_EQ(b["labels"]["managed-by"], "cmf");
+    EXPECT_EQ(b["serviceAccounts"][0]["email"], "default");
+    EXPECT_EQ(b["serviceAccounts"][0]["scopes"][0], "https://www.googleapis.com/auth/cloud-platform");
+    EXPECT_EQ(b["networkInterfaces"][0]["accessConfigs"][0]["type"], "ONE_TO_ONE_NAT");
+    ASSERT_EQ(b["metadata"]["items"].size(), 2u);
+    EXPECT_EQ(b["metadata"]["items"][0]["key"], "startup-script");
+
+    auto spot = sample_spec();
+    spot.spot = true;
+    json s = cloud::instance_body(spot)["scheduling"];
+    EXPECT_EQ(s["provisioningModel"], "SPOT");
+    EXPECT_EQ(s["automaticRestart"], false);
+    EXPECT_EQ(s["onHostMaintenance"], "TERMINATE");
+    EXPECT_EQ(s["instanceTerminationAction"], "DELETE");
+}
+
+TEST(GceBody, RejectsBadNamesLabelsAndMetadata) {
+    auto s = sample_spec();
+    s.name = "Bad_Name";
+    EXPECT_THROW(cloud::instance_body(s), Error);
+    s = sample_spec();
+    s.labels["Managed"] = "x";
+    EXPECT_THROW(cloud::instance_body(s), Error);
+    s = sample_spec();
+    s.metadata.emplace_back("big", std::string(262145, 'x'));
+    EXPECT_THROW(cloud::instance_body(s), Error);
+    EXPECT_EQ(cloud::to_label_value("Coheara.MedGemma_4B"), "coheara-medgemma_4b");
+    EXPECT_EQ(cloud::region_of_zone("europe-west4-b"), "europe-west4");
+    std::string id = cloud::new_request_id();
+    EXPECT_EQ(id.size(), 36u);
+    EXPECT_EQ(id[14], '4');
+    EXPECT_NE(id, cloud::new_request_id());
+}
+
+TEST(GceErrors, ClassifiesStockoutBothSpellingsQuotaAndOthers) {
+    using cloud::GceFailure;
+    EXPECT_EQ(cloud::classify({{"ZONE_RESOURCE_POOL_EXHAUSTED", "x"}}), GceFailure::stockout);
+    EXPECT_EQ(cloud::classify({{"ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "x"}}), GceFailure::stockout);
+    EXPECT_EQ(cloud::classify({{"QUOTA_EXCEEDED", "Quota 'CPUS' exceeded"}}), GceFailure::quota);
+    EXPECT_EQ(cloud::classify({{"RESOURCE_NOT_FOUND", "image"}}), GceFailure::other);
+    EXPECT_EQ(cloud::classify({}), GceFailure::none);
+    auto op = cloud::parse_operation(json::parse(R"({"kind":"compute#operation","name":"op-1","status":"DONE",
+        "zone":"https://x/compute/v1/projects/p/zones/us-east1-b",
+        "error":{"errors":[{"code":"ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS","message":"no room"}]}})"));
+    EXPECT_TRUE(op.done());
+    EXPECT_TRUE(op.failed());
+    EXPECT_EQ(op.zone, "us-east1-b");
+    // synchronous stockout: HTTP 503 with the code in the message
+    auto e = cloud::parse_error_envelope(R"({"error":{"code":503,"message":"ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS: The zone 'projects/p/zones/z' does not have enough resources"}})");
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(cloud::classify(e), GceFailure::stockout);
+}
+
+// ------------------------------------------------------------------ against the emulator
+
+struct ComputeFixture : ::testing::Test {
+    std::unique_ptr<EmulatorProcess> emu;
+    std::shared_ptr<cloud::GceClient> gce;
+    void start(const json& compute_cfg) {
+        emu = std::make_unique<EmulatorProcess>(json{{"compute", compute_cfg}}.dump());
+        cloud::GceOptions o;
+        o.endpoint = emu->https_base() + "/compute/v1";
+        o.initial_backoff = std::chrono::milliseconds(10);
+        o.max_backoff = std::chrono::milliseconds(50);
+        gce = std::make_shared<cloud::GceClient>(net::make_http_client(emu->client_options()),
+                                                 std::make_shared<cloud::StaticTokenSource>("test-token"), o);
+    }
+    json stats() { return json::parse(emu->control("GET", "/_emu/compute/stats").body); }
+};
+
+TEST_F(ComputeFixture, InsertGetListDelete) {
+    start({{"guest", "none"}, {"delete_delay_ms", 50}});
+    auto r = gce->insert_instance("p1", sample_spec());
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_TRUE(r.operation);
+    EXPECT_TRUE(r.operation->done());
+    auto inst = gce->get_instance("p1", "us-central1-a", "cmf-job-1");
+    ASSERT_TRUE(inst);
+    EXPECT_EQ(inst->status, "RUNNING");
+    EXPECT_EQ(inst->labels["cmf-job"], "job-1");
+    EXPECT_EQ(gce->list_instances("p1", "managed-by", "cmf").size(), 1u);
+    EXPECT_EQ(gce->list_instances("p1", "managed-by", "other").size(), 0u);
+    EXPECT_EQ(gce->list_instances("p1", "managed-by", "cmf", "us-central1-b").size(), 0u);
+    EXPECT_EQ(gce->list_instances("p2", "managed-by", "cmf").size(), 0u);
+    // the emulator checks what the real API checks: a bare machine type is rejected
+    json body = stats()["insert_bodies"][0];
+    EXPECT_EQ(body["machineType"], "zones/us-central1-a/machineTypes/e2-standard-8");
+    EXPECT_TRUE(gce->delete_instance_and_wait("p1", "us-central1-a", "cmf-job-1", std::chrono::seconds(10)));
+    EXPECT_FALSE(gce->get_instance("p1", "us-central1-a", "cmf-job-1"));
+    EXPECT_NO_THROW(gce->delete_instance("p1", "us-central1-a", "cmf-job-1"));  // 404 = already gone
+    EXPECT_EQ(stats()["live"], 0);
+}
+
+TEST_F(ComputeFixture, RetriedInsertKeepsItsRequestIdAndIsNotDoubled) {
+    start({{"guest", "none"}});
+    // 1st attempt: 503 before the service; 2nd: the service creates the VM but the reply is
+    // cut (reset after the headers); 3rd: same requestId -> the same operation, no second VM.
+    emu->set_faults(R"({"rules":[
+        {"kind":"status","method":"POST","path":"/instances\\?requestId=","status":503,"count":1}]})");
+    auto r1 = gce->insert_instance("p1", sample_spec());
+    ASSERT_TRUE(r1.ok()) << r1.error;
+    json s = stats();
+    ASSERT_EQ(s["insert_request_ids"].size(), 1u);  // the 503 never reached the service
+    EXPECT_EQ(s["insert_request_ids"][0], r1.request_id);
+    EXPECT_EQ(emu->stats()["fired"]["status"], 1);
+
+    auto spec = sample_spec();
+    spec.name = "cmf-job-2";
+    emu->set_faults(R"({"clear":true,"rules":[
+        {"kind":"reset","method":"POST","path":"/instances\\?requestId=","after_bytes":0,"count":1}]})");
+    auto r2 = gce->insert_instance("p1", spec);
+    ASSERT_TRUE(r2.ok()) << r2.error;
+    s = stats();
+    ASSERT_EQ(s["insert_request_ids"].size(), 3u);
+    EXPECT_EQ(s["insert_request_ids"][1], r2.request_id);
+    EXPECT_EQ(s["insert_request_ids"][2], r2.request_id);  // the retry carried the same id
+    EXPECT_EQ(s["live"], 2);                                // and made no second VM (no 409 either)
+    EXPECT_NE(r1.request_id, r2.request_id);
+}
+
+TEST_F(ComputeFixture, StockoutQuotaAndSyncStockoutAreClassified) {
+    start({{"guest", "none"}, {"stockout_zones", {"us-central1-a"}}, {"quota_exceeded_zones", {"us-central1-c"}}});
+    auto r = gce->insert_instance("p1", sample_spec());
+    EXPECT_EQ(r.failure, cloud::GceFailure::stockout) << r.error;
+    EXPECT_NE(r.error.find("ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"), std::string::npos);
+    EXPECT_FALSE(gce->get_instance("p1", "us-central1-a", "cmf-job-1"));  // a failed insert leaves nothing
+    auto spec = sample_spec();
+    spec.zone = "us-central1-c";
+    r = gce->insert_instance("p1", spec);
+    EXPECT_EQ(r.failure, cloud::GceFailure::quota) << r.error;
+    emu->control("POST", "/_emu/compute/config", R"({"sync_stockout":true})");
+    auto before = stats()["inserts"].get<int>();
+    r = gce->insert_instance("p1", sample_spec());
+    EXPECT_EQ(r.failure, cloud::GceFailure::stockout) << r.error;
+    EXPECT_EQ(stats()["inserts"].get<int>(), before + 1);  // a 503 stockout is not retried in place
+    spec.zone = "us-central1-b";
+    EXPECT_TRUE(gce->insert_instance("p1", spec).ok());
+}
+
+// ------------------------------------------------------------------ the whole simulation
+
+// A child process with its own environment, output in a file, killable by pid.
+struct Child {
+    pid_t pid = -1;
+    fs::path out;
+    Child(const std::vector<std::string>& args, const std::vector<std::string>& env, const fs::path& cwd, fs::path out_file)
+        : out(std::move(out_file)) {
+        std::vector<char*> av, ev;
+        for (auto& a : args) av.push_back(const_cast<char*>(a.c_str()));
+        av.push_back(nullptr);
+        for (auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
+        ev.push_back(nullptr);
+        int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        pid = ::fork();
+        if (pid == 0) {
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+            ::execve(av[0], av.data(), ev.data());
+            ::_exit(127);
+        }
+        ::close(fd);
+    }
+    // exit status, or -1 on timeout (then the child is killed)
+    int wait(std::chrono::seconds limit) {
+        auto until = std::chrono::steady_clock::now() + limit;
+        int st = 0;
+        while (::waitpid(pid, &st, WNOHANG) == 0) {
+            if (std::chrono::steady_clock::now() > until) {
+                ::kill(pid, SIGKILL);
+                ::waitpid(pid, &st, 0);
+                return -1;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    std::string output() const { return cmf::test::read_file(out); }
+};
+
+constexpr const char* kHfToken = "hf_simSECRETtoken0123456789abcdef";
+
+struct Simulation : ::testing::Test {
+    static inline TempDir* dir = nullptr;
+    static void SetUpTestSuite() {
+        dir = new TempDir();
+        auto r = cmf::test::run_cmf("synth " + cmf::test::shell_quote((dir->path() / "src").string()) + " --preset tiny");
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    static void TearDownTestSuite() {
+        delete dir;
+        dir = nullptr;
+    }
+
+    std::unique_ptr<EmulatorProcess> emu;
+    std::unique_ptr<cloud::GcsClient> gcs;
+    fs::path work;
+
+    void start(json compute_cfg, bool grant = true) {
+        compute_cfg["require_auth"] = true;  // tokens from the emulated metadata server only
+        json files = json::object();
+        for (const auto& e : fs::directory_iterator(dir->path() / "src"))
+            if (e.is_regular_file()) files[e.path().filename().string()] = {{"local_path", e.path().string()}};
+        json cfg = {{"hf", {{"tokens", {{kHfToken, "alice"}}},
+                            {"repos", json::array({{{"id", "synth/tiny-gemma"}, {"gated", "manual"}, {"granted", grant ? json::array({"alice"}) : json::array()}, {"files", files}}})}}},
+                    {"gcs", {{"buckets", {"cmf-sim"}}}},
+                    {"compute", compute_cfg}};
+        emu = std::make_unique<EmulatorProcess>(cfg.dump());
+        cloud::GcsOptions go;
+        go.endpoint = emu->https_base();
+        go.anonymous = true;
+        gcs = std::make_unique<cloud::GcsClient>(net::make_http_client(emu->client_options()), nullptr, go);
+        work = dir->path() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
+        fs::create_directories(work / "home");
+    }
+    std::vector<std::string> extra_env;
+    std::vector<std::string> env() const {
+        const std::string hostport = emu->http_base().substr(emu->http_base().find("://") + 3);
+        std::vector<std::string> e = extra_env;
+        std::vector<std::string> base = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                "HOME=" + (work / "home").string(),
+                "GCE_METADATA_HOST=" + hostport,
+                "STORAGE_EMULATOR_HOST=" + emu->https_base(),
+                "CMF_COMPUTE_API=" + emu->https_base() + "/compute/v1",
+                "SSL_CERT_FILE=" + emu->ca_file(),
+                "NO_PROXY=*",
+                std::string("HF_TOKEN=") + kHfToken,
+                "GCS_BUCKET=cmf-sim",
+                "GCP_PROJECT=emu-project",
+                "CMF_MODEL=synth/tiny-gemma",
+                "CMF_NAME_PREFIX=sim",
+                "GCE_ZONE=us-central1-a",
+                "GCE_MAX_RUN=900s"};
+        e.insert(e.end(), base.begin(), base.end());
+        return e;
+    }
+    Child cmf_run(const std::vector<std::string>& args, const std::string& log) {
+        std::vector<std::string> av = {CMF_BINARY};
+        av.insert(av.end(), args.begin(), args.end());
+        return Child(av, env(), work, work / log);
+    }
+    json compute_stats() { return json::parse(emu->control("GET", "/_emu/compute/stats").body); }
+    std::vector<cloud::ObjectInfo> objects(const std::string& prefix = "") { return gcs->list("cmf-sim", prefix).items; }
+};
+
+TEST_F(Simulation, BuildOnEmulatedVmWithStockoutFallback) {
+    start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"stockout_zones", {"us-central1-a"}}});
+    Child c = cmf_run({"build", "q4,q8", "--poll", "0.3"}, "build.log");
+    int rc = c.wait(std::chrono::seconds(600));
+    const std::string out = c.output();
+    json st = compute_stats();
+    std::string serial;
+    for (const auto& i : st["instances"]) serial += cmf::test::read_file(fs::path(i["dir"].get<std::string>()) / "serial.log");
+    ASSERT_EQ(rc, 0) << out << "\n--- serial:\n" << serial;
+
+    // stockout in us-central1-a -> the VM was made in us-central1-b
+    ASSERT_GE(st["insert_bodies"].size(), 2u);
+    EXPECT_EQ(st["insert_bodies"][0]["machineType"], "zones/us-central1-a/machineTypes/e2-standard-8");
+    EXPECT_EQ(st["insert_bodies"][1]["machineType"], "zones/us-central1-b/machineTypes/e2-standard-8");
+    EXPECT_NE(out.find("us-central1-a is out of capacity"), std::string::npos) << out;
+    // the VM ran the worker and is gone
+    ASSERT_EQ(st["instances"].size(), 1u);
+    EXPECT_EQ(st["instances"][0]["zone"], "us-central1-b");
+    EXPECT_EQ(st["live"], 0);
+    EXPECT_EQ(st["deleted"].size(), 1u);
+    EXPECT_NE(serial.find("cmf-startup: running cmf worker"), std::string::npos) << serial;
+
+    // markers + status JSON in the bucket
+    std::set<std::string> names;
+    for (const auto& o : objects()) names.insert(o.name);
+    EXPECT_TRUE(names.count("status/q4.built")) << out;
+    EXPECT_TRUE(names.count("status/q8.built")) << out;
+    bool job_status = false;
+    for (const auto& n : names)
+        if (n.rfind("status/sim-", 0) == 0 && n.size() > 5 && n.substr(n.size() - 5) == ".json") {
+            auto j = json::parse(*gcs->read_all("cmf-sim", n));
+            EXPECT_EQ(j["state"], "succeeded") << j.dump();
+            job_status = true;
+        }
+    EXPECT_TRUE(job_status);
+    EXPECT_TRUE(objects("secrets/").empty());  // the token object is removed with the job
+    bool binary = false;
+    for (const auto& n : names) binary |= n.rfind("bin/", 0) == 0 && n.size() == 4 + 64 + 4;
+    EXPECT_TRUE(binary);
+
+    // cmf status shows both variants and no VM left
+    Child s = cmf_run({"status"}, "status.log");
+    ASSERT_EQ(s.wait(std::chrono::seconds(60)), 0) << s.output();
+    const std::string so = s.output();
+    if (std::getenv("CMF_GCE_TEST_VERBOSE")) std::fprintf(stderr, "%s\n--- serial:\n%s\n--- status:\n%s\n", out.c_str(), serial.c_str(), so.c_str());
+    EXPECT_NE(so.find("q4 "), std::string::npos) << so;
+    EXPECT_NE(so.find("q8 "), std::string::npos) << so;
+    EXPECT_NE(so.find("VMs: none"), std::string::npos) << so;
+
+    // no secret anywhere: orchestrator output, serial console, bucket objects, VM metadata
+    EXPECT_EQ(out.find(kHfToken), std::string::npos);
+    EXPECT_EQ(so.find(kHfToken), std::string::npos);
+    EXPECT_EQ(serial.find(kHfToken), std::string::npos);
+    for (const auto& o : objects()) {
+        if (o.name.rfind("bin/", 0) == 0 || o.size > (64u << 20)) continue;
+        auto data = gcs->read_all("cmf-sim", o.name);
+        ASSERT_TRUE(data);
+        EXPECT_EQ(data->find(kHfToken), std::string::npos) << o.name;
+    }
+    EXPECT_EQ(st["insert_bodies"].dump().find(kHfToken), std::string::npos);
+    // the job names the secret by reference
+    bool ref = false;
+    for (const auto& it : st["insert_bodies"][1]["metadata"]["items"])
+        if (it["key"] == "factory-config") ref = it["value"].get<std::string>().find("\"gs://cmf-sim/secrets/") != std::string::npos;
+    EXPECT_TRUE(ref);
+}
+
+// Debian's docker-registry (an OCI distribution registry) on a free loopback port.
+struct LocalRegistry {
+    pid_t pid = -1;
+    int port = 0;
+    explicit LocalRegistry(const fs::path& dir) {
+        int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        socklen_t n = sizeof a;
+        ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
+        ::close(s);
+        port = ntohs(a.sin_port);
+        fs::create_directories(dir);
+        cmf::test::write_file(dir / "config.yml", "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: " +
+                                                      (dir / "data").string() + "\nhttp:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n");
+        const std::string cfg = (dir / "config.yml").string(), log = (dir / "registry.log").string();
+        pid = ::fork();
+        if (pid == 0) {
+            int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            ::execl("/usr/bin/docker-registry", "docker-registry", "serve", cfg.c_str(), static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200 && !ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    bool ready() const {
+        int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(port));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        ::close(s);
+        return ok;
+    }
+    ~LocalRegistry() {
+        if (pid > 0) {
+            ::kill(pid, SIGTERM);
+            int st;
+            ::waitpid(pid, &st, 0);
+        }
+    }
+};
+
+// The acceptance run: build+push q4,q8 on an emulated VM, pushed to a real docker-registry.
+TEST_F(Simulation, BuildPlusPushToALocalRegistry) {
+    if (::access("/usr/bin/docker-registry", X_OK) != 0)
+        GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
+    LocalRegistry reg(dir->path() / ("registry-" + std::to_string(std::rand())));
+    ASSERT_TRUE(reg.ready());
+    const std::string host = "http://127.0.0.1:" + std::to_string(reg.port);
+    start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", host}}}});
+    extra_env = {"OLLAMA_REGISTRY_NS=simns"};
+    Child c = cmf_run({"build+push", "q4,q8", "--poll", "0.3"}, "build.log");
+    int rc = c.wait(std::chrono::seconds(600));
+    const std::string out = c.output();
+    ASSERT_EQ(rc, 0) << out;
+    std::set<std::string> names;
+    for (const auto& o : objects("status/")) names.insert(o.name);
+    EXPECT_TRUE(names.count("status/q4.pushed")) << out;
+    EXPECT_TRUE(names.count("status/q8.pushed")) << out;
+    EXPECT_EQ(compute_stats()["live"], 0);
+    auto http = net::make_http_client();
+    for (const char* m : {"sim-q4", "sim-q8"}) {
+        net::Request rq;
+        rq.method = "GET";
+        rq.url = net::Url::parse(host + "/v2/simns/" + m + "/manifests/latest");
+        rq.headers.set("Accept", "application/vnd.docker.distribution.manifest.v2+json");
+        EXPECT_EQ(http->send(rq).status, 200) << m;
+    }
+    EXPECT_EQ(out.find(kHfToken), std::string::npos);
+    // cmf status shows both variants built and pushed, and no VM left
+    Child s = cmf_run({"status"}, "status.log");
+    ASSERT_EQ(s.wait(std::chrono::seconds(60)), 0) << s.output();
+    const std::string so = s.output();
+    for (const char* v : {"q4 ", "q8 "}) {
+        const size_t at = so.find(v);
+        ASSERT_NE(at, std::string::npos) << so;
+        const std::string row = so.substr(at, so.find('\n', at) - at);
+        EXPECT_NE(row.find("yes    yes"), std::string::npos) << "built and pushed: " << row;
+    }
+    EXPECT_NE(so.find("VMs: none"), std::string::npos) << so;
+    EXPECT_EQ(so.find(kHfToken), std::string::npos);
+}
+
+TEST_F(Simulation, WorkerFailureShowsTheErrorAndLogTailAndNoSecret) {
+    start({{"guest", "startup-script"}, {"delete_delay_ms", 200}}, /*grant=*/false);  // gated, token not granted
+    Child c = cmf_run({"build", "q8", "--poll", "0.3"}, "build.log");
+    int rc = c.wait(std::chrono::seconds(600));
+    const std::string out = c.output();
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("q8: failed"), std::string::npos) << out;
+    EXPECT_NE(out.find("q8 failed: "), std::string::npos) << out;          // the error line
+    EXPECT_NE(out.find("lines of status/q8-build.log"), std::string::npos) << out;  // and the log tail
+    EXPECT_NE(out.find("gated model synth/tiny-gemma"), std::string::npos) << out;
+    EXPECT_EQ(out.find(kHfToken), std::string::npos);
+    json st = compute_stats();
+    EXPECT_EQ(st["live"], 0);
+    for (const auto& i : st["instances"])
+        EXPECT_EQ(cmf::test::read_file(fs::path(i["dir"].get<std::string>()) / "serial.log").find(kHfToken), std::string::npos);
+    for (const auto& o : objects()) {
+        if (o.name.rfind("bin/", 0) == 0) continue;
+        EXPECT_EQ(gcs->read_all("cmf-sim", o.name)->find(kHfToken), std::string::npos) << o.name;
+    }
+    EXPECT_TRUE(objects("secrets/").empty());
+}
+
+TEST_F(Simulation, BadBinaryOnTheVmIsReportedFromTheSerialConsole) {
+    // the VM's download of the cmf binary is corrupted: startup.sh refuses it (sha256), deletes
+    // the VM; no marker ever appears, so the orchestrator shows the serial console's tail
+    start({{"guest", "startup-script"}, {"delete_delay_ms", 2000}});
+    emu->set_faults(R"({"rules":[{"kind":"corrupt","path":"bin%2F.*alt=media","count":-1,"after_bytes":1000}]})");
+    Child c = cmf_run({"build", "q8", "--poll", "0.2"}, "build.log");
+    int rc = c.wait(std::chrono::seconds(300));
+    const std::string out = c.output();
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("did not report a result"), std::string::npos) << out;
+    EXPECT_NE(out.find("sha256 mismatch"), std::string::npos) << out;
+    EXPECT_EQ(compute_stats()["live"], 0);
+    EXPECT_EQ(out.find(kHfToken), std::string::npos);
+}
+
+TEST_F(Simulation, KeepVmLeavesItForCleanupByJob) {
+    start({{"guest", "startup-script"}, {"delete_delay_ms", 50}});
+    Child c = cmf_run({"build", "q8", "--poll", "0.2", "--keep-vm"}, "build.log");
+    ASSERT_EQ(c.wait(std::chrono::seconds(600)), 0) << c.output();
+    const std::string out = c.output();
+    EXPECT_NE(out.find("--keep-vm: VM "), std::string::npos) << out;
+    json st = compute_stats();
+    ASSERT_EQ(st["live"], 1) << out;  // neither the worker, startup.sh nor cmf deleted it
+    EXPECT_EQ(st["instances"][0]["exited"], true);
+    EXPECT_EQ(st["instances"][0]["exit_status"], 0);
+    auto p = out.find("cmf cleanup --job ");
+    ASSERT_NE(p, std::string::npos) << out;
+    std::string job = out.substr(p + 18, out.find('`', p) - p - 18);
+    Child other = cmf_run({"cleanup", "--job", "some-other-job"}, "cleanup0.log");
+    EXPECT_EQ(other.wait(std::chrono::seconds(60)), 0) << other.output();
+    EXPECT_EQ(compute_stats()["live"], 1);
+    Child k = cmf_run({"cleanup", "--job", job}, "cleanup.log");
+    EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+    EXPECT_EQ(compute_stats()["live"], 0) << k.output();
+}
+
+TEST_F(Simulation, SigintDeletesTheVm) {
+    start({{"guest", "none"}, {"delete_delay_ms", 100}});
+    Child c = cmf_run({"build", "q8", "--poll", "0.2"}, "build.log");
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (compute_stats()["live"] != 1 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_EQ(compute_stats()["live"], 1) << c.output();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    ::kill(c.pid, SIGINT);
+    int rc = c.wait(std::chrono::seconds(60));
+    EXPECT_EQ(rc, 130) << c.output();
+    EXPECT_EQ(compute_stats()["live"], 0) << c.output();
+    EXPECT_TRUE(objects("secrets/").empty());
+    EXPECT_EQ(c.output().find(kHfToken), std::string::npos);
+    // and cleanup finds nothing left
+    Child k = cmf_run({"cleanup"}, "cleanup.log");
+    EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+    EXPECT_NE(k.output().find("no cmf VMs"), std::string::npos) << k.output();
+}
+
+TEST_F(Simulation, CleanupDeletesLabelledVmsOnly) {
+    start({{"guest", "none"}, {"delete_delay_ms", 50}});
+    cloud::GceOptions o;
+    o.endpoint = emu->https_base() + "/compute/v1";
+    auto http = net::make_http_client(emu->client_options());
+    const std::string hostport = emu->http_base().substr(emu->http_base().find("://") + 3);
+    auto tokens = std::make_shared<cloud::MetadataTokenSource>(http, [hostport](const std::string& n) -> std::optional<std::string> {
+        if (n == "GCE_METADATA_HOST") return hostport;
+        return std::nullopt;
+    });
+    // require_auth is on: a made-up token is refused, an issued one works
+    cloud::GceClient bad(http, std::make_shared<cloud::StaticTokenSource>("made-up"), o);
+    EXPECT_THROW(bad.list_instances("emu-project", "managed-by", "cmf"), Error);
+    cloud::GceClient g(http, tokens, o);
+    auto a = sample_spec();
+    ASSERT_TRUE(g.insert_instance("emu-project", a).ok());
+    auto b = sample_spec();
+    b.name = "not-ours";
+    b.zone = "us-central1-f";
+    b.labels = {{"team", "x"}};
+    ASSERT_TRUE(g.insert_instance("emu-project", b).ok());
+    Child k = cmf_run({"cleanup"}, "cleanup.log");
+    ASSERT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+    EXPECT_NE(k.output().find("deleted cmf-job-1"), std::string::npos) << k.output();
+    EXPECT_FALSE(g.get_instance("emu-project", "us-central1-a", "cmf-job-1"));
+    EXPECT_TRUE(g.get_instance("emu-project", "us-central1-f", "not-ours"));
+}
+
+}  // namespace
+
+namespace {
+
+// Runs cmf with only the given environment (no .env: the cwd is a fresh directory).
+cmf::test::RunResult run_clean(const std::string& env, const std::string& args) {
+    static TempDir cwd;
+    return cmf::test::run("cd " + cmf::test::shell_quote(cwd.path().string()) + " && env -i PATH=/usr/bin:/bin HOME=" +
+                          cmf::test::shell_quote(cwd.path().string()) + " " + env + " " + cmf::test::shell_quote(CMF_BINARY) + " " + args);
+}
+
+TEST(GceCli, BadInvocationsAreOneLineUsageErrors) {
+    const std::pair<std::string, std::pair<std::string, std::string>> cases[] = {
+        {"", {"build q8 --backend gce", "needs GCS_BUCKET"}},
+        {"", {"build q8", "no backend"}},
+        {"GCS_BUCKET=cmf-b GCP_PROJECT=p", {"build+push q8", "set OLLAMA_REGISTRY_NS"}},
+        {"GCS_BUCKET=cmf-b GCP_PROJECT=p", {"build q8 --source /tmp", "--source is for --backend local"}},
+        {"GCS_BUCKET=cmf-b GCP_PROJECT=p", {"build q8 --poll 0", "--poll must be"}},
+        {"GCS_BUCKET=cmf-b GCP_PROJECT=p", {"build+push q8 --backend local", "the local backend does not push"}},
+        {"", {"cleanup extra", "unexpected argument 'extra'"}},
+    };
+    for (const auto& [env, c] : cases) {
+        auto r = run_clean(env, c.first);
+        EXPECT_EQ(r.exit_code, 2) << c.first << "\n" << r.output;
+        EXPECT_NE(r.output.find(c.second), std::string::npos) << c.first << "\n" << r.output;
+        EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.first << "\n" << r.output;
+    }
+}
+
+TEST(GceCli, DryRunJobNamesTheSecretNeverContainsIt) {
+    auto r = run_clean(std::string("GCS_BUCKET=cmf-b GCP_PROJECT=p HF_TOKEN=") + kHfToken + " CMF_MODEL=org/model",
+                       "build q4,q8 --dry-run --prefix runs/a");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = json::parse(r.output);
+    EXPECT_EQ(j["source"]["uri"], "hf://org/model");
+    EXPECT_EQ(j["output"]["bucket"], "gs://cmf-b");
+    EXPECT_EQ(j["output"]["prefix"], "runs/a/");
+    EXPECT_EQ(j["flags"]["delete_vm"], true);
+    EXPECT_EQ(j["registry"]["namespace"], "");  // build alone does not push
+    EXPECT_EQ(j["secrets"]["hf_token_ref"].get<std::string>().rfind("gs://cmf-b/runs/a/secrets/", 0), 0u) << r.output;
+    EXPECT_EQ(r.output.find(kHfToken), std::string::npos);
+}
+
+}  // namespace
