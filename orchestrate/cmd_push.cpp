@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cmf/factory/variant.h"
 #include "cmf/net/http.h"
 #include "cmf/registry/local_store.h"
 #include "cmf/registry/registry_client.h"
@@ -19,6 +20,8 @@ ollama::OllamaModel assemble_publish_model(const fs::path& src, const Args& a, s
 
 static const char* kPushHelp = R"(usage: cmf push NAME[:TAG] [options]
        cmf push BUILD_DIR_OR_GGUF NAME[:TAG] [options]
+       cmf push VARIANTS [factory options]   (the factory's push: same as `cmf build+push VARIANTS`;
+                                              variants already built are only pushed)
 
 Uploads an Ollama model: from the local store (first form), or assembled from a cmf build
 directory exactly as `cmf import` would (second form; the single-file Ollama layout is
@@ -64,7 +67,22 @@ ollama::ModelName registry_name(const std::string& text, const Args& a, const st
     return n;
 }
 
+// `cmf push q4,q8`: the old scripts' push step. A first argument that is a list of factory
+// variants (q4s, q4, q8, f16 or type names) and not a path or a [host/]namespace/model name
+// runs the factory job with its push step; the worker skips what is already built.
+static bool is_factory_variant_list(const std::string& s) {
+    if (s.empty() || s[0] == '-' || s.find('/') != std::string::npos || s.find(':') != std::string::npos) return false;
+    std::error_code ec;
+    if (fs::exists(s, ec)) return false;
+    try {
+        return !factory::parse_factory_variants(s).empty();
+    } catch (const Error&) {
+        return false;
+    }
+}
+
 int cmd_push(const std::vector<std::string>& argv) {
+    if (!argv.empty() && is_factory_variant_list(argv[0])) return cmd_build_push(argv);
     std::set<std::string> value_opts = kModelValueOpts;
     for (const char* o : {"key", "store", "part-size"}) value_opts.insert(o);
     Args a = parse_args(argv, value_opts, {"help", "quiet", "insecure"}, "push");
