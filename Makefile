@@ -54,7 +54,10 @@ demo: build
 	$(BUILD)/cmf inspect $(DEMO_DIR)/bucket/models/coheara-medgemma-4b-q8/tiny-medgemma-Q8_0.gguf | head -25
 
 bench: build
-	bash bench/medium_memory.sh
+	bash tests/llama/setup.sh >/dev/null   # libggml-base.so: the reference quantizers
+	$(BUILD)/quant_throughput --benchmark_min_time=0.5
+	bash bench/e2e.sh --cmf $(BUILD)/cmf
+	sh bench/download.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(DEMO_DIR)
