@@ -5,6 +5,7 @@
 // which is harmless here).
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -56,7 +57,9 @@ int main(int argc, char** argv) {
         if (conns == 0) return 0;  // upload only: keeps the upload out of the measured RSS
         cmf::net::DownloadOptions d;
         d.connections = conns;
-        d.chunk_size = 16u << 20;
+        // chunk size in MiB from CMF_BENCH_CHUNK_MIB (default 16)
+        const char* cm = std::getenv("CMF_BENCH_CHUNK_MIB");
+        d.chunk_size = static_cast<std::uint64_t>(cm && *cm ? std::stoul(cm) : 16u) << 20;
         d.expected_size = size;
         d.resume = false;
         d.progress = cmf::net::stderr_progress("bench");
