@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cmf/cloud/auth.h"
+#include "cmf/cloud/encoding.h"
 #include "cmf/cloud/jwt.h"
 #include "cmf/cloud/token_source.h"
 
@@ -31,16 +32,19 @@ void one_line(const std::string& m) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
     if (const char* dir = std::getenv("CMF_FUZZ_SEED_DIR")) {
-        seed(dir, "token", 0, R"({"access_token":"ya29.a0AfH6","expires_in":3599,"token_type":"Bearer"})");
-        seed(dir, "token_str", 0, R"({"access_token":"ya29.x","expires_in":"3599","token_type":"bearer","scope":"s"})");
+        seed(dir, "token", 0, R"({"access_token":"FAKE-access-token-a","expires_in":3599,"token_type":"Bearer"})");
+        seed(dir, "token_str", 0, R"({"access_token":"FAKE-access-token-b","expires_in":"3599","token_type":"bearer","scope":"s"})");
         seed(dir, "oauth_error", 1, R"({"error":"invalid_grant","error_description":"Invalid JWT Signature."})");
         seed(dir, "sa", 2,
              R"({"type":"service_account","project_id":"p","private_key_id":"k","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",)"
              R"("client_email":"a@p.iam.gserviceaccount.com","token_uri":"https://oauth2.googleapis.com/token"})");
         seed(dir, "user", 3,
              R"({"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"1//r","quota_project_id":"q"})");
+        // a JWT-shaped seed, assembled here so no token-like literal sits in the source
         seed(dir, "jwt", 4,
-             "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJhQGIiLCJzY29wZSI6InMiLCJhdWQiOiJ4IiwiaWF0IjoxLCJleHAiOjJ9.c2ln");
+             cmf::cloud::base64url_encode(R"({"alg":"RS256","typ":"JWT"})") + "." +
+                 cmf::cloud::base64url_encode(R"({"iss":"a@b","scope":"s","aud":"x","iat":1,"exp":2})") + "." +
+                 cmf::cloud::base64url_encode("sig"));
     }
     return 0;
 }

@@ -62,8 +62,8 @@ const TestKey& key_b() {
 
 constexpr const char* kEmail = "factory@emu-project.iam.gserviceaccount.com";
 constexpr const char* kClientId = "client-123.apps.googleusercontent.com";
-constexpr const char* kClientSecret = "GOCSPX-client-secret-zzz";
-constexpr const char* kRefreshToken = "1//refresh-token-very-secret-0123456789";
+constexpr const char* kClientSecret = "FAKE-client-secret-for-tests";
+constexpr const char* kRefreshToken = "FAKE-refresh-token-for-tests";
 
 // An emulator (google_auth + gcs) in-process.
 struct Emu {
@@ -409,13 +409,13 @@ TEST(Secrets, NeverInErrorMessages) {
     // Key not registered with the token endpoint (signature check fails).
     capture([&] { ServiceAccountTokenSource(e.http, sa_key(e, key_b()), {"s"}).access_token(); });
     // Revoked refresh token; wrong client secret.
-    capture([&] { AuthorizedUserTokenSource(e.http, parse_authorized_user(user_json(e, "1//revoked-zzzzzzzz"), "t")).access_token(); });
+    capture([&] { AuthorizedUserTokenSource(e.http, parse_authorized_user(user_json(e, "FAKE-revoked-refresh-token"), "t")).access_token(); });
     auto bad_secret = parse_authorized_user(user_json(e), "t");
-    bad_secret.client_secret = "GOCSPX-wrong-secret-qqq";
+    bad_secret.client_secret = "FAKE-wrong-client-secret";
     capture([&] { AuthorizedUserTokenSource(e.http, bad_secret).access_token(); });
     // Garbage private key.
     auto garbage = sa_key(e);
-    garbage.private_key = "-----BEGIN PRIVATE KEY-----\nTUlJRXZnSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2d3Z2dTa0FnRUFBb0lCQVFD\n-----END PRIVATE KEY-----\n";
+    garbage.private_key = "-----BEGIN PRIVATE KEY-----\nRkFLRS1ub3QtYS1wcml2YXRlLWtleS1qdXN0LXRlc3QtZ2FyYmFnZQ==\n-----END PRIVATE KEY-----\n";
     capture([&] { ServiceAccountTokenSource(e.http, garbage, {"s"}).access_token(); });
     // A token endpoint that echoes the whole request in its error (a hostile or buggy server).
     emu::Handler echo = [](const emu::Request& r) -> std::optional<emu::Response> {
@@ -435,14 +435,14 @@ TEST(Secrets, NeverInErrorMessages) {
     // GCS answering 403 with a valid token in use.
     {
         Emu g(nlohmann::json{{"gcs", {{"require_auth", true}}}});
-        auto ts = std::make_shared<StaticTokenSource>("ya29.not-issued-token-abcdef");
+        auto ts = std::make_shared<StaticTokenSource>("FAKE-oauth-token-never-issued");
         GcsClient gcs(g.http, ts, GcsOptions{.endpoint = "https://127.0.0.1:9443"});
         capture([&] { gcs.stat("bkt", "x"); });
     }
 
     ASSERT_EQ(messages.size(), 8u);
-    std::vector<std::string> secrets = {kClientSecret, kRefreshToken, "GOCSPX-wrong-secret-qqq", "1//revoked-zzzzzzzz",
-                                        "ya29.", "TUlJRXZnSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2d3Z2dTa0FnRUFBb0lCQVFD",
+    std::vector<std::string> secrets = {kClientSecret, kRefreshToken, "FAKE-wrong-client-secret", "FAKE-revoked-refresh-token",
+                                        "ya29.", "RkFLRS1ub3QtYS1wcml2YXRlLWtleS1qdXN0LXRlc3QtZ2FyYmFnZQ==",
                                         "eyJ"};
     // ... and their form-encoded spellings (a server echoing the request body).
     for (std::size_t i = 0, n = secrets.size(); i < n; ++i) secrets.push_back(percent_encode(secrets[i]));

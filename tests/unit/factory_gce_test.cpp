@@ -239,7 +239,7 @@ struct Child {
     std::string output() const { return cmf::test::read_file(out); }
 };
 
-constexpr const char* kHfToken = "hf_simSECRETtoken0123456789abcdef";
+constexpr const char* kHfToken = "hf_FAKE-sim-secret-test-token";
 
 struct Simulation : ::testing::Test {
     static inline TempDir* dir = nullptr;

@@ -24,7 +24,7 @@ using cmf::test::write_file;
 
 namespace {
 
-const std::string kToken = "hf_WorkerSecretToken0123456789abcdef";
+const std::string kToken = "hf_FAKE-worker-secret-test-token";
 const std::string kRepo = "google/tiny-medgemma";
 const std::string kProject = "emu-proj";
 const std::string kZone = "us-east1-c";

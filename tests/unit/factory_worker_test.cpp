@@ -238,7 +238,7 @@ TEST_F(FactoryWorker, FailureWritesFailMarkerLogAndStatusShowsTheTail) {
 }
 
 TEST_F(FactoryWorker, NoFileTheWorkerWritesContainsTheToken) {
-    const std::string token = "hf_PlantedSecretToken4242xyz";
+    const std::string token = "hf_FAKE-planted-secret-test-token";
     TempDir t;
     // 1. a successful build with the token in .env (the worker gets it through its environment)
     write_file(t / "f.env", "HF_TOKEN='" + token + "'\n");

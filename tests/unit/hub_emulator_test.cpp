@@ -19,10 +19,10 @@ using namespace cmf::hub;
 
 namespace {
 
-const char* kToken = "hf_EmuAliceToken0123456789abcdef";
+const char* kToken = "hf_FAKE-emu-alice-test-token";
 
 const char* kConfig = R"({"gcs": {"buckets": ["cmf-cache"]}, "hf": {
-  "tokens": {"hf_EmuAliceToken0123456789abcdef": "alice"},
+  "tokens": {"hf_FAKE-emu-alice-test-token": "alice"},
   "tree_page_size": 2,
   "repos": [
     {"id": "google/tiny", "files": {
@@ -140,7 +140,7 @@ TEST_F(HubEmulatorTest, CliGatedWithoutTokenFailsFastWithLicenseUrl) {
 }
 
 TEST_F(HubEmulatorTest, CliRejectedTokenAndNotFound) {
-    const std::string bad = "hf_ThisTokenIsNotKnown000000000";
+    const std::string bad = "hf_FAKE-unknown-test-token";
     auto r = cmf("hf://google/tiny", bad);
     EXPECT_EQ(r.exit_code, 6) << r.output;
     EXPECT_NE(r.output.find("the Hugging Face token was rejected"), std::string::npos) << r.output;

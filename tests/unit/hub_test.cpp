@@ -22,8 +22,8 @@ using namespace cmf::hub;
 namespace {
 
 const std::string kEndpoint = "https://127.0.0.1:9443";
-const std::string kGoodToken = "hf_AliceSecretToken0123456789";
-const std::string kBobToken = "hf_BobSecretToken9876543210";
+const std::string kGoodToken = "hf_FAKE-alice-test-token";
+const std::string kBobToken = "hf_FAKE-bob-test-token";
 
 std::string slurp(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -283,7 +283,7 @@ TEST_F(HubTest, GatedWithUngrantedTokenNamesLicensePageNotToken) {
 }
 
 TEST_F(HubTest, RejectedTokenIsReported) {
-    const std::string bad = "hf_NotAValidTokenAtAll000000";
+    const std::string bad = "hf_FAKE-invalid-test-token";
     auto e = expect_error([&] { fetch("hf://google/tiny", bad); });
     EXPECT_EQ(e.kind(), ErrorKind::auth);
     const std::string m = e.what();

@@ -36,6 +36,6 @@ for (const p of listed) {
 
 const gated = { type: "model", name: "google/gated" };
 await assert.rejects(hub.downloadFile({ repo: gated, path: "model.safetensors", hubUrl }), "gated without token must fail");
-const blob = await hub.downloadFile({ repo: gated, path: "model.safetensors", hubUrl, accessToken: "hf_NpmAliceToken000000000000000" });
+const blob = await hub.downloadFile({ repo: gated, path: "model.safetensors", hubUrl, accessToken: "hf_FAKE-npm-alice-test-token" });
 assert.equal(blob.size, 4000);
 console.log("ok gated: refused anonymously, downloaded with a granted token");

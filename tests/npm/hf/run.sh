@@ -20,7 +20,7 @@ EMU_PID=""
 cleanup() { [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 cat > "$WORK/config.json" <<'JSON'
-{"hf": {"tokens": {"hf_NpmAliceToken000000000000000": "alice"}, "tree_page_size": 2,
+{"hf": {"tokens": {"hf_FAKE-npm-alice-test-token": "alice"}, "tree_page_size": 2,
   "repos": [
     {"id": "google/tiny", "files": {
       "config.json": {"text": "{\"architectures\":[\"Gemma3ForCausalLM\"]}"},
