@@ -21,6 +21,7 @@
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud/metadata.h"
 #include "emulator_process.h"
+#include "docker_registry.h"
 #include "test_support.h"
 
 namespace {
@@ -371,60 +372,14 @@ TEST_F(Simulation, BuildOnEmulatedVmWithStockoutFallback) {
     EXPECT_TRUE(ref);
 }
 
-// Debian's docker-registry (an OCI distribution registry) on a free loopback port.
-struct LocalRegistry {
-    pid_t pid = -1;
-    int port = 0;
-    explicit LocalRegistry(const fs::path& dir) {
-        int s = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-        socklen_t n = sizeof a;
-        ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
-        ::close(s);
-        port = ntohs(a.sin_port);
-        fs::create_directories(dir);
-        cmf::test::write_file(dir / "config.yml", "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: " +
-                                                      (dir / "data").string() + "\nhttp:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n");
-        const std::string cfg = (dir / "config.yml").string(), log = (dir / "registry.log").string();
-        pid = ::fork();
-        if (pid == 0) {
-            int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-            ::execl("/usr/bin/docker-registry", "docker-registry", "serve", cfg.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200 && !ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    bool ready() const {
-        int s = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(static_cast<uint16_t>(port));
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-        ::close(s);
-        return ok;
-    }
-    ~LocalRegistry() {
-        if (pid > 0) {
-            ::kill(pid, SIGTERM);
-            int st;
-            ::waitpid(pid, &st, 0);
-        }
-    }
-};
-
 // The acceptance run: build+push q4,q8 on an emulated VM, pushed to a real docker-registry.
 TEST_F(Simulation, BuildPlusPushToALocalRegistry) {
-    if (::access("/usr/bin/docker-registry", X_OK) != 0)
-        GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
-    LocalRegistry reg(dir->path() / ("registry-" + std::to_string(std::rand())));
-    ASSERT_TRUE(reg.ready());
-    const std::string host = "http://127.0.0.1:" + std::to_string(reg.port);
+    const std::string bin = cmf::test::docker_registry_binary();
+    if (bin.empty()) GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
+    cmf::test::DockerRegistry reg(bin, dir->path() / ("registry-" + std::to_string(std::rand())));
+    reg.start();
+    ASSERT_TRUE(reg.ready()) << reg.log();
+    const std::string host = "http://127.0.0.1:" + std::to_string(reg.port());
     start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", host}}}});
     extra_env = {"OLLAMA_REGISTRY_NS=simns"};
     Child c = cmf_run({"build+push", "q4,q8", "--poll", "0.3"}, "build.log");

@@ -26,6 +26,7 @@
 #include "cmf/net/http.h"
 #include "cmf/registry/ed25519_key.h"
 #include "cmf/registry/ollama_model.h"
+#include "docker_registry.h"
 #include "test_support.h"
 
 namespace {
@@ -34,84 +35,6 @@ using namespace cmf;
 using cmf::test::read_file;
 using cmf::test::run;
 using cmf::test::shell_quote;
-
-std::string registry_binary() {
-    if (const char* e = std::getenv("CMF_DOCKER_REGISTRY"); e && *e) return e;
-    for (const char* p : {"/usr/bin/docker-registry", "/usr/sbin/docker-registry"})
-        if (access(p, X_OK) == 0) return p;
-    return "";
-}
-
-int free_port() {
-    int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t n = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
-    ::close(s);
-    return ntohs(a.sin_port);
-}
-
-bool port_open(int port) {
-    int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(s);
-    return ok;
-}
-
-// docker-registry serve CONFIG on 127.0.0.1:port (access log to registry.log), stopped by pid.
-class RegistryProcess {
-public:
-    RegistryProcess(const std::string& bin, const fs::path& dir, int port) : bin_(bin), dir_(dir), port_(port) {}
-    ~RegistryProcess() { stop(); }
-    void start() {
-        const fs::path cfg = dir_ / "config.yml";
-        cmf::test::write_file(cfg, "version: 0.1\n"
-                                   "log:\n  level: warn\n"
-                                   "storage:\n  filesystem:\n    rootdirectory: " + (dir_ / "data").string() + "\n"
-                                   "  delete:\n    enabled: true\n"
-                                   "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n");
-        log_ = dir_ / "registry.log";
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-            ::execl(bin_.c_str(), bin_.c_str(), "serve", cfg.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200 && !port_open(port_); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    void stop() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int st;
-            ::waitpid(pid_, &st, 0);
-            pid_ = -1;
-        }
-    }
-    bool ready() const { return port_open(port_); }
-    std::string log() const { return read_file(log_); }
-    // requests that upload something: blob upload sessions and their parts, manifest PUTs
-    int upload_requests() const {
-        const std::string l = log();
-        const std::regex re("\"(POST|PATCH|PUT) /v2/");
-        return static_cast<int>(std::distance(std::sregex_iterator(l.begin(), l.end(), re), std::sregex_iterator()));
-    }
-
-private:
-    std::string bin_;
-    fs::path dir_;
-    int port_;
-    pid_t pid_ = -1;
-    fs::path log_;
-};
 
 std::string all_bucket_text(const fs::path& root) {
     std::string all;
@@ -146,12 +69,12 @@ std::string export_manifest(const fs::path& bucket, const std::string& name, con
 }
 
 TEST(FactoryPush, BuildPushesEachVariantOnceFromItsExport) {
-    const std::string bin = registry_binary();
+    const std::string bin = cmf::test::docker_registry_binary();
     if (bin.empty())
         GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry, or `make deps`)";
     cmf::test::TempDir d;
-    const int port = free_port();
-    RegistryProcess reg(bin, d.path(), port);
+    const int port = cmf::test::free_loopback_port();
+    cmf::test::DockerRegistry reg(bin, d.path(), port);
 
     const fs::path ck = d / "tiny-mm", bucket = d / "bucket", key = d / "id_ed25519";
     auto r = cmf::test::run_cmf("synth " + shell_quote(ck.string()) + " --preset tiny-mm");

@@ -112,7 +112,7 @@ TEST(Job, RoundTripsThroughJson) {
 }
 
 TEST(Job, ValidationErrorsAreClear) {
-    EXPECT_NE(job_error([](auto& d) { d["secrets"]["hf_token_ref"] = "hf_abcdefghijklmnop"; }).find("never the secret itself"), std::string::npos);
+    EXPECT_NE(job_error([](auto& d) { d["secrets"]["hf_token_ref"] = "hf_FAKE-looks-like-a-token"; }).find("never the secret itself"), std::string::npos);
     EXPECT_NE(job_error([](auto& d) { d["registry"]["key_ref"] = "-----BEGIN OPENSSH PRIVATE KEY-----"; }).find("registry.key_ref"),
               std::string::npos);
     EXPECT_NE(job_error([](auto& d) { d["flags"]["mmprj"] = true; }).find("unknown key 'flags.mmprj'"), std::string::npos);

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cmf/registry/ollama_model.h"
+#include "docker_registry.h"
 #include "test_support.h"
 
 namespace {
@@ -27,86 +28,18 @@ using cmf::test::read_file;
 using cmf::test::run_cmf;
 using cmf::test::shell_quote;
 
-std::string registry_binary() {
-    if (const char* e = std::getenv("CMF_DOCKER_REGISTRY"); e && *e) return e;
-    for (const char* p : {"/usr/bin/docker-registry", "/usr/sbin/docker-registry"})
-        if (access(p, X_OK) == 0) return p;
-    return "";
-}
-
-int free_port() {
-    int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t n = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &n);
-    ::close(s);
-    return ntohs(a.sin_port);
-}
-
-bool port_open(int port) {
-    int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(s);
-    return ok;
-}
-
-// docker-registry serve CONFIG, on 127.0.0.1:port, stopped (by its pid) when this dies.
-class RegistryProcess {
-public:
-    RegistryProcess(const std::string& bin, const fs::path& dir) {
-        port_ = free_port();
-        const fs::path cfg = dir / "config.yml";
-        cmf::test::write_file(cfg, "version: 0.1\n"
-                                   "log:\n  level: warn\n"
-                                   "storage:\n  filesystem:\n    rootdirectory: " + (dir / "data").string() + "\n"
-                                   "  delete:\n    enabled: true\n"
-                                   "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n");
-        log_ = dir / "registry.log";
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-            ::execl(bin.c_str(), bin.c_str(), "serve", cfg.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200 && !port_open(port_); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ~RegistryProcess() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int st;
-            ::waitpid(pid_, &st, 0);
-        }
-    }
-    int port() const { return port_; }
-    bool ready() const { return port_open(port_); }
-    std::string log() const { return read_file(log_); }
-
-private:
-    int port_ = 0;
-    pid_t pid_ = -1;
-    fs::path log_;
-};
-
 std::string field(const std::string& out, const std::string& re) {
     std::smatch m;
     return std::regex_search(out, m, std::regex(re)) ? m[1].str() : "";
 }
 
 TEST(OllamaDockerRegistry, PushPullRoundTrip) {
-    const std::string bin = registry_binary();
+    const std::string bin = cmf::test::docker_registry_binary();
     if (bin.empty())
         GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry, or `make deps`)";
     cmf::test::TempDir d;
-    RegistryProcess reg(bin, d.path());
+    cmf::test::DockerRegistry reg(bin, d.path());
+    reg.start();
     ASSERT_TRUE(reg.ready()) << "docker-registry did not start:\n" << reg.log();
 
     // a build: tiny-mm in Ollama's single-file layout, imported into store A
