@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -88,6 +89,15 @@ public:
                 fail_io("cannot write " + path_.string() + ": " + std::strerror(errno));
             }
             d += w, n -= static_cast<std::size_t>(w), off += static_cast<std::uint64_t>(w);
+        }
+    }
+    // Reads exactly n bytes at off (the caller knows they were written).
+    void pread_all(char* d, std::size_t n, std::uint64_t off) const {
+        while (n) {
+            ssize_t r = ::pread(fd_, d, n, static_cast<off_t>(off));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) fail_io("cannot read back " + path_.string() + (r < 0 ? std::string(": ") + std::strerror(errno) : ": unexpected end"));
+            d += r, n -= static_cast<std::size_t>(r), off += static_cast<std::uint64_t>(r);
         }
     }
     void resize(std::uint64_t n) {
@@ -216,6 +226,88 @@ private:
     std::thread thread_;
 };
 
+// SHA-256 of the file computed while the download runs: a thread follows the finished prefix
+// (chunks 0..k all done) and hashes it back from the page cache, so at the end only what
+// finished last is left to hash instead of the whole object (0.3-0.4 s per 512 MiB on a
+// 2-core VM, which otherwise adds straight to the wall time).
+class PrefixHasher {
+public:
+    PrefixHasher(const File& file, std::uint64_t size, std::uint64_t chunk_size)
+        : file_(file), size_(size), chunk_(chunk_size), ctx_(EVP_MD_CTX_new()) {
+        if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) fail_io("sha256: cannot initialize");
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~PrefixHasher() {
+        {
+            std::lock_guard lock(mu_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+        EVP_MD_CTX_free(ctx_);
+    }
+    void chunk_done(std::uint64_t i) {
+        {
+            std::lock_guard lock(mu_);
+            done_.insert(i);
+        }
+        cv_.notify_all();
+    }
+    // Waits for the hash of the whole file (every chunk must have been reported done).
+    std::string finish() {
+        {
+            std::lock_guard lock(mu_);
+            finishing_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+        if (error_) std::rethrow_exception(error_);
+        if (hashed_ != size_) fail_io("sha256: file incomplete when hashed");
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        EVP_DigestFinal_ex(ctx_, md, &len);
+        return hex(md, len);
+    }
+
+private:
+    void loop() {
+        std::vector<char> buf(1 << 20);
+        std::uint64_t next = 0;
+        try {
+            for (;;) {
+                {
+                    std::unique_lock lock(mu_);
+                    cv_.wait(lock, [&] { return stop_ || finishing_ || done_.count(next); });
+                    if (stop_ || (!done_.count(next) && finishing_)) return;
+                }
+                std::uint64_t first = next * chunk_, end = std::min(size_, first + chunk_);
+                for (std::uint64_t off = first; off < end;) {
+                    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - off));
+                    file_.pread_all(buf.data(), n, off);
+                    EVP_DigestUpdate(ctx_, buf.data(), n);
+                    off += n;
+                }
+                hashed_ = end;
+                ++next;
+                if (hashed_ >= size_) return;
+            }
+        } catch (...) {
+            error_ = std::current_exception();
+        }
+    }
+
+    const File& file_;
+    std::uint64_t size_, chunk_;
+    EVP_MD_CTX* ctx_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::set<std::uint64_t> done_;
+    bool stop_ = false, finishing_ = false;
+    std::uint64_t hashed_ = 0;
+    std::exception_ptr error_;
+    std::thread thread_;
+};
+
 // One plain stream into the file (server ignores Range, or the object is tiny). Restarts from
 // zero when the stream breaks: without Range there is no other way.
 void fetch_whole(Run& run, File& file, std::uint64_t known_bytes_from_probe) {
@@ -323,21 +415,60 @@ DownloadResult fetch_once(Run& run, bool allow_resume) {
             else pending.push_back(i);
         }
         run.on_disk = resumed_bytes;
+        std::optional<PrefixHasher> hasher;
+        if (size > 0) {
+            hasher.emplace(file, size, chunk_size);
+            for (auto i : state->done) hasher->chunk_done(i);
+        }
         std::mutex state_mu;
-        auto last_save = Clock::now();
         std::atomic<std::size_t> next{0};
         std::atomic<bool> stop{false};
         std::exception_ptr first_error;
         std::mutex err_mu;
         Ticker ticker(run, resumed_bytes);
 
-        auto persist = [&](bool force) {
-            // caller holds state_mu; data first, then the list that vouches for it
-            if (!force && Clock::now() - last_save < kStateSaveInterval) return;
+        // The sidecar vouches for chunks whose bytes are on disk: snapshot the list, fsync the
+        // data, then write the list. A background thread does it every kStateSaveInterval so
+        // no connection waits for an fsync between two requests.
+        auto persist = [&] {
+            State snap;
+            {
+                std::lock_guard lock(state_mu);
+                snap = *state;
+            }
             file.sync();
-            save_state(run.part, run.url, *state);
-            last_save = Clock::now();
+            save_state(run.part, run.url, snap);
         };
+        std::mutex persist_mu;
+        std::condition_variable persist_cv;
+        bool persist_stop = false;
+        std::exception_ptr persist_error;
+        std::thread persister([&] {
+            std::unique_lock lock(persist_mu);
+            while (!persist_cv.wait_for(lock, kStateSaveInterval, [&] { return persist_stop; })) {
+                lock.unlock();
+                try {
+                    persist();
+                } catch (...) {
+                    lock.lock();
+                    persist_error = std::current_exception();
+                    return;
+                }
+                lock.lock();
+            }
+        });
+        auto stop_persister = [&] {
+            {
+                std::lock_guard lock(persist_mu);
+                persist_stop = true;
+            }
+            persist_cv.notify_all();
+            if (persister.joinable()) persister.join();
+        };
+        struct OnExit {
+            std::function<void()> f;
+            ~OnExit() { f(); }
+        } persister_guard{stop_persister};
 
         auto fetch_chunk = [&](std::uint64_t i) {
             std::uint64_t first = i * chunk_size;
@@ -388,9 +519,9 @@ DownloadResult fetch_once(Run& run, bool allow_resume) {
             if (got != len)
                 fail(ErrorKind::network, last + " (chunk " + std::to_string(i) + " gave up after " +
                                              std::to_string(opt.chunk_attempts) + " attempts)");
+            hasher->chunk_done(i);
             std::lock_guard lock(state_mu);
             state->done.insert(i);
-            persist(false);
         };
 
         int workers = static_cast<int>(std::min<std::uint64_t>(std::max(1, opt.connections), pending.size()));
@@ -410,12 +541,12 @@ DownloadResult fetch_once(Run& run, bool allow_resume) {
                 }
             });
         for (auto& t : threads) t.join();
-        {
-            std::lock_guard lock(state_mu);
-            persist(true);  // also on failure: the next run resumes from here
-        }
+        stop_persister();
+        persist();  // also on failure: the next run resumes from here
+        if (persist_error && !first_error) first_error = persist_error;
         ticker.stop(!first_error);
         if (first_error) std::rethrow_exception(first_error);
+        if (hasher) res.sha256 = hasher->finish();
     } else {
         fail(probe.status == 401 || probe.status == 403 ? ErrorKind::auth : ErrorKind::remote,
              run.what + ": HTTP " + std::to_string(probe.status));
@@ -460,7 +591,7 @@ DownloadResult download_file(HttpClient& client, const Url& url, const fs::path&
     int refetches = 0;
     for (int pass = 0; pass < std::max(1, options.verify_attempts); ++pass) {
         DownloadResult res = fetch_once(run, options.resume && pass == 0);
-        res.sha256 = sha256_file(run.tmp);
+        if (res.sha256.empty()) res.sha256 = sha256_file(run.tmp);  // not hashed on the way (no ranges, empty)
         res.bytes_fetched = run.fetched;
         res.chunk_retries = run.chunk_retries;
         res.refetches = refetches;

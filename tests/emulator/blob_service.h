@@ -111,7 +111,7 @@ inline Handler make_blob_service(Context&) {
                                                std::to_string(d.size()));
         }
         if (req.method == "HEAD") r.headers.set("Content-Length", std::to_string(len));
-        else r.body.assign(d, first, len);
+        else r.set_slice(blob.data, first, len);
         return r;
     };
 }

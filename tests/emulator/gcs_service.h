@@ -657,7 +657,7 @@ inline Handler make_gcs_service(Context& ctx) {
             }
         }
         if (req.method == "HEAD") r.headers.set("Content-Length", std::to_string(len));
-        else r.body.assign(d, first, len);
+        else r.set_slice(o.data, first, len);
         return r;
     };
 }

@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <optional>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "cmf/net/http.h"
 
@@ -26,6 +28,26 @@ struct Response {
     int status = 200;
     net::Headers headers;
     std::string body;
+    // Large bodies may instead be a slice of stored bytes, sent without a copy (like a real
+    // server's sendfile): `shared` is then set and `body` stays empty.
+    std::shared_ptr<const std::string> shared;
+    std::uint64_t shared_off = 0, shared_len = 0;
+
+    void set_slice(std::shared_ptr<const std::string> data, std::uint64_t off, std::uint64_t len) {
+        shared = std::move(data);
+        shared_off = off;
+        shared_len = len;
+        body.clear();
+    }
+    // Turns a slice into an owned body (for callers that edit or move `body`).
+    void materialize() {
+        if (!shared) return;
+        body = std::string(bytes());
+        shared.reset();
+    }
+    std::string_view bytes() const {
+        return shared ? std::string_view(*shared).substr(shared_off, shared_len) : std::string_view(body);
+    }
 };
 
 // Returns nullopt when the request is not for this service; the next handler is asked.

@@ -232,14 +232,16 @@ struct Server::Impl {
         if (head) {
             if (declared) h += "Content-Length: " + *declared + "\r\n";
         } else if (resp.status != 204 && resp.status != 304 && resp.status >= 200) {
-            h += "Content-Length: " + std::to_string(resp.body.size()) + "\r\n";
+            h += "Content-Length: " + std::to_string(resp.bytes().size()) + "\r\n";
         }
         h += keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
         asio::write(s, asio::buffer(h));
         if (no_body) return true;
 
-        std::string& body = resp.body;
-        if (plan.corrupt_at && !body.empty()) body[std::min<std::uint64_t>(*plan.corrupt_at, body.size() - 1)] ^= '\xff';
+        if (plan.corrupt_at) resp.materialize();  // the stored bytes stay intact: corrupt a copy
+        if (plan.corrupt_at && !resp.body.empty())
+            resp.body[std::min<std::uint64_t>(*plan.corrupt_at, resp.body.size() - 1)] ^= '\xff';
+        const std::string_view body = resp.bytes();
         std::uint64_t limit = body.size();
         if (plan.reset_after) limit = std::min<std::uint64_t>(limit, *plan.reset_after);
         if (plan.truncate_after) limit = std::min<std::uint64_t>(limit, *plan.truncate_after);

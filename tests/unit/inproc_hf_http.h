@@ -39,6 +39,7 @@ public:
             for (const auto& h : handlers_)
                 if ((r = h(e))) break;
             if (!r) r = emu::Response{404, {}, "no handler"};
+            r->materialize();
             net::Response out;
             out.status = r->status;
             out.headers = r->headers;

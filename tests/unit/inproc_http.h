@@ -98,6 +98,7 @@ public:
                 r->status = 404;
                 r->body = "no handler";
             }
+            r->materialize();
             if (f.fail_after) {
                 ++faults_fired;
                 fail(ErrorKind::network, "inproc: connection reset (injected) after the server handled " + req.method);
