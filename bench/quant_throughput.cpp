@@ -10,12 +10,18 @@
 // Throughput is input bytes (4 per float) per second; a table with the ratio cmf / ggml per
 // type is printed after the run, and the outputs of both are compared once per type (a
 // mismatch is reported, it does not stop the benchmark).
+//
+// cmf/<type> is quantize_rows as dispatched (the best SIMD level, or what CMF_SIMD /
+// CMF_NO_SIMD select); cmf_<level>/<type> calls each level's kernels directly (scalar, and
+// every one of sse42 / avx2 / avx512 the CPU has) for the types that have kernels, so one run
+// compares every level with ggml. Their outputs are checked against ggml's too.
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -102,6 +108,37 @@ void bench_cmf(benchmark::State& st, cmf::GgmlType t) {
     st.SetBytesProcessed(st.iterations() * kRows * kRowLen * static_cast<int64_t>(sizeof(float)));
 }
 
+// One level's row kernel (scalar: the plain row quantizer), as quantize_rows would run it.
+using LevelRowFn = std::function<void(const float*, uint8_t*, int64_t)>;
+
+LevelRowFn level_fn(cmf::quant::SimdLevel l, cmf::GgmlType t) {
+    if (l == cmf::quant::SimdLevel::scalar) {
+        const auto fn = cmf::quant::detail::quantizer(t);
+        return [fn](const float* x, uint8_t* y, int64_t n) { fn(x, y, n, nullptr); };
+    }
+    const auto& k = cmf::quant::simd_kernels(l);
+    switch (t) {
+        case cmf::GgmlType::Q4_K: return k.q4_K;
+        case cmf::GgmlType::Q5_K: return k.q5_K;
+        case cmf::GgmlType::Q6_K: return k.q6_K;
+        case cmf::GgmlType::Q8_0: return k.q8_0;
+        default: return nullptr;
+    }
+}
+
+void bench_level(benchmark::State& st, cmf::quant::SimdLevel l, cmf::GgmlType t) {
+    const auto& x = data();
+    auto out = out_buf(t);
+    const auto fn = level_fn(l, t);
+    const size_t rb = cmf::row_bytes(t, kRowLen);
+    for (auto _ : st) {
+        for (int64_t r = 0; r < kRows; ++r) fn(x.data() + r * kRowLen, out.data() + r * rb, kRowLen);
+        benchmark::DoNotOptimize(out.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetBytesProcessed(st.iterations() * kRows * kRowLen * static_cast<int64_t>(sizeof(float)));
+}
+
 void bench_ggml(benchmark::State& st, cmf::GgmlType t) {
     const auto& r = ref();
     if (!r.handle) {
@@ -136,8 +173,19 @@ public:
 }  // namespace
 
 int main(int argc, char** argv) {
+    using cmf::quant::SimdLevel;
+    std::vector<SimdLevel> levels;  // the levels this CPU runs
+    for (SimdLevel l : cmf::quant::kSimdLevels)
+        if (cmf::quant::cpu_supports(l)) levels.push_back(l);
+    auto level_label = [](SimdLevel l, const char* type) {
+        return std::string("cmf_") + cmf::quant::simd_level_name(l) + "/" + type;
+    };
     for (const auto& c : kCases) {
         benchmark::RegisterBenchmark((std::string("cmf/") + c.name).c_str(), bench_cmf, c.type)->Unit(benchmark::kMillisecond);
+        for (SimdLevel l : levels)
+            if (level_fn(l, c.type))
+                benchmark::RegisterBenchmark(level_label(l, c.name).c_str(), bench_level, l, c.type)
+                    ->Unit(benchmark::kMillisecond);
         benchmark::RegisterBenchmark((std::string("ggml/") + c.name).c_str(), bench_ggml, c.type)->Unit(benchmark::kMillisecond);
     }
     benchmark::Initialize(&argc, argv);
@@ -155,7 +203,15 @@ int main(int argc, char** argv) {
             r.init(static_cast<int>(c.type));
             cmf::quantize_rows(c.type, x.data(), a.data(), kRows, kRowLen, nullptr);
             r.chunk(static_cast<int>(c.type), x.data(), b.data(), 0, kRows, kRowLen, nullptr);
-            same[c.name] = a == b ? "yes" : "NO";
+            same[std::string("cmf/") + c.name] = a == b ? "yes" : "NO";
+            for (SimdLevel l : levels) {
+                const auto fn = level_fn(l, c.type);
+                if (!fn) continue;
+                auto o = out_buf(c.type);
+                const size_t rb = cmf::row_bytes(c.type, kRowLen);
+                for (int64_t k = 0; k < kRows; ++k) fn(x.data() + k * kRowLen, o.data() + k * rb, kRowLen);
+                same[level_label(l, c.name)] = o == b ? "yes" : "NO";
+            }
         }
     }
 
@@ -163,17 +219,22 @@ int main(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks(&rep);
     benchmark::Shutdown();
 
+    std::printf("\ncmf/<type> runs the dispatched level: %s\n", cmf::quant::simd_level_name());
     std::printf("\n| type | cmf MB/s | ggml MB/s | cmf/ggml | identical bytes |\n|---|---:|---:|---:|:-:|\n");
-    for (const auto& c : kCases) {
-        const auto a = rep.bps.find(std::string("cmf/") + c.name);
-        const auto b = rep.bps.find(std::string("ggml/") + c.name);
-        if (a == rep.bps.end()) continue;
+    auto row = [&](const std::string& label, const std::string& key, const char* type) {
+        const auto a = rep.bps.find(key);
+        const auto b = rep.bps.find(std::string("ggml/") + type);
+        if (a == rep.bps.end()) return;
         if (b == rep.bps.end()) {
-            std::printf("| %s | %.1f | - | - | - |\n", c.name, a->second / 1e6);
+            std::printf("| %s | %.1f | - | - | - |\n", label.c_str(), a->second / 1e6);
         } else {
-            std::printf("| %s | %.1f | %.1f | %.3f | %s |\n", c.name, a->second / 1e6, b->second / 1e6,
-                        a->second / b->second, same[c.name].c_str());
+            std::printf("| %s | %.1f | %.1f | %.3f | %s |\n", label.c_str(), a->second / 1e6, b->second / 1e6,
+                        a->second / b->second, same[key].c_str());
         }
+    };
+    for (const auto& c : kCases) {
+        row(c.name, std::string("cmf/") + c.name, c.name);
+        for (SimdLevel l : levels) row(std::string(c.name) + " " + cmf::quant::simd_level_name(l), level_label(l, c.name), c.name);
     }
     return 0;
 }

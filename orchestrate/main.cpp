@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/quant/kernels_dispatch.h"
 #include "orchestrate/commands.h"
 
 namespace {
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     if (cmd == "--version" || cmd == "version") {
-        std::printf("cmf %s\n", CMF_VERSION);
+        std::printf("cmf %s (simd %s)\n", CMF_VERSION, cmf::quant::simd_level_name());
         return 0;
     }
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

@@ -8,6 +8,11 @@
 //
 // Without the library the test fails (pointing at setup.sh); CMF_ALLOW_MISSING_GGML=1 turns
 // that into a visible skip. CMF_QUANT_SEED=<n> changes the random seed.
+//
+// quantize_rows runs the SIMD kernels of the best level the CPU has; ctest reruns the
+// comparison with CMF_NO_SIMD=1 and CMF_SIMD=sse42 / avx2 / avx512 (tests/quant_scalar.cmake).
+// Under CMF_SIMD the test checks that level is the active one, and skips visibly when the
+// CPU lacks it.
 #include "cmf/quant/quantize.h"
 
 #include <dlfcn.h>
@@ -299,7 +304,25 @@ std::vector<int64_t> row_lengths(GgmlType t) {
 
 class QuantReference : public ::testing::TestWithParam<GgmlType> {};
 
+// Skips when CMF_SIMD asks for a level this CPU lacks; otherwise the requested level (or
+// scalar under CMF_NO_SIMD) must be the one quantize_rows uses.
+#define REQUIRE_REQUESTED_SIMD_LEVEL()                                                                    \
+    do {                                                                                                  \
+        const char* no_simd_ = std::getenv("CMF_NO_SIMD");                                                \
+        const char* simd_ = std::getenv("CMF_SIMD");                                                      \
+        if (no_simd_ && *no_simd_ && std::string(no_simd_) != "0") {                                      \
+            ASSERT_STREQ(cmf::quant::simd_level_name(), "scalar");                                         \
+        } else if (simd_ && *simd_ && std::string(simd_) != "auto") {                                     \
+            cmf::quant::SimdLevel want_;                                                                  \
+            ASSERT_TRUE(cmf::quant::parse_simd_level(simd_, &want_)) << "unknown CMF_SIMD=" << simd_;     \
+            if (!cmf::quant::cpu_supports(want_))                                                         \
+                GTEST_SKIP() << "SKIPPED: CMF_SIMD=" << simd_ << " but this CPU lacks that level";        \
+            ASSERT_EQ(cmf::quant::simd_level(), want_) << "active level " << cmf::quant::simd_level_name(); \
+        }                                                                                                 \
+    } while (0)
+
 TEST_P(QuantReference, QuantizeAndDequantizeMatchGgml) {
+    REQUIRE_REQUESTED_SIMD_LEVEL();
     REQUIRE_GGML();
     const auto& lib = ggml_lib();
     const GgmlType type = GetParam();
@@ -381,7 +404,8 @@ TEST_P(QuantReference, QuantizeAndDequantizeMatchGgml) {
             }
         }
     }
-    std::cout << "[ quant    ] " << cmf::type_display_name(type) << ": " << rows_checked << " rows in " << batches
+    std::cout << "[ quant    ] " << cmf::type_display_name(type) << " (" << cmf::quant::simd_level_name()
+              << " kernels): " << rows_checked << " rows in " << batches
               << " batches (" << batches / (4 * static_cast<int64_t>(row_lengths(type).size()))
               << " distributions x 4 imatrix kinds x "
               << row_lengths(type).size() << " row lengths) compared with ggml_quantize_chunk\n";

@@ -165,7 +165,7 @@ __attribute__((target("avx2"))) inline void accumulate_error_avx2(const float* x
 // the numeric flags forbid contraction.)
 inline void accumulate_error(const float* x, const float* q, uint64_t n, ErrorStat& st) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (quant::avx2::cpu_has_avx2()) return detail::accumulate_error_avx2(x, q, n, st);
+    if (quant::simd_level() >= quant::SimdLevel::avx2) return detail::accumulate_error_avx2(x, q, n, st);
 #endif
     detail::accumulate_error_lanes<8>(x, q, n, st);
 }

@@ -8,6 +8,9 @@
 //     an importance matrix is given; Q8_0 ignores it.
 //   - Rows are independent: quantizing rows one call at a time or all at once gives the same
 //     bytes, so callers may split a tensor across threads by rows.
+//   - Q4_K/Q5_K/Q6_K (without imatrix), Q8_0 and F16 run SSE4.2 / AVX2 / AVX-512 kernels when
+//     the CPU has them (kernels_dispatch.h: chosen once per process, CMF_SIMD / CMF_NO_SIMD
+//     override); every level gives the same bytes.
 #pragma once
 
 #include <cstddef>
@@ -17,7 +20,7 @@
 
 #include "cmf/core/error.h"
 #include "cmf/quant/half.h"
-#include "cmf/quant/kernels_avx2.h"
+#include "cmf/quant/kernels_dispatch.h"
 #include "cmf/quant/kquants.h"
 #include "cmf/quant/legacy.h"
 #include "cmf/quant/types.h"
@@ -102,32 +105,29 @@ inline size_t quantize_rows(GgmlType type, const float* src, void* dst, int64_t 
             if (n > 0) std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
             break;
         case GgmlType::F16:
-#ifdef CMF_HAVE_AVX2_KERNELS
-            if (quant::avx2::cpu_has_f16c()) {
-                quant::avx2::f32_to_f16_row(src, out, n);
+            if (const auto fn = quant::active_kernels().f32_to_f16) {
+                fn(src, out, n);
                 break;
             }
-#endif
             for (int64_t i = 0; i < n; ++i) quant::detail::store_u16(out + 2 * i, quant::detail::to_f16(src[i]));
             break;
         case GgmlType::BF16:
             for (int64_t i = 0; i < n; ++i) quant::detail::store_u16(out + 2 * i, f32_to_bf16(src[i]));
             break;
         default: {
-#ifdef CMF_HAVE_AVX2_KERNELS
-            // bit-identical AVX2 kernels (kernels_avx2.h) for Q8_0 (which ignores the importance
-            // matrix) and the reference (no imatrix) Q4_K/Q5_K/Q6_K paths
-            if ((type == GgmlType::Q8_0 || (!imatrix && (type == GgmlType::Q4_K || type == GgmlType::Q5_K ||
-                                                         type == GgmlType::Q6_K))) &&
-                quant::avx2::cpu_has_avx2()) {
-                const auto kfn = type == GgmlType::Q4_K   ? quant::avx2::quantize_row_q4_K
-                                 : type == GgmlType::Q5_K ? quant::avx2::quantize_row_q5_K
-                                 : type == GgmlType::Q6_K ? quant::avx2::quantize_row_q6_K
-                                                          : quant::avx2::quantize_row_q8_0;
+            // bit-identical SIMD kernels (kernels_simd.inc) for Q8_0 (which ignores the
+            // importance matrix) and the reference (no imatrix) Q4_K/Q5_K/Q6_K paths
+            const auto& ks = quant::active_kernels();
+            const auto kfn = type == GgmlType::Q8_0   ? ks.q8_0
+                             : imatrix                ? nullptr
+                             : type == GgmlType::Q4_K ? ks.q4_K
+                             : type == GgmlType::Q5_K ? ks.q5_K
+                             : type == GgmlType::Q6_K ? ks.q6_K
+                                                      : nullptr;
+            if (kfn) {
                 for (int64_t r = 0; r < nrows; ++r) kfn(src + r * n_per_row, out + r * rb, n_per_row);
                 break;
             }
-#endif
             const auto fn = quant::detail::quantizer(type);
             for (int64_t r = 0; r < nrows; ++r) fn(src + r * n_per_row, out + r * rb, n_per_row, imatrix);
         }
@@ -145,12 +145,10 @@ inline void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n
             std::memcpy(dst, in, static_cast<size_t>(n) * sizeof(float));
             break;
         case GgmlType::F16:
-#ifdef CMF_HAVE_AVX2_KERNELS
-            if (quant::avx2::cpu_has_f16c()) {
-                quant::avx2::f16_to_f32_row(in, dst, n);
+            if (const auto fn = quant::active_kernels().f16_to_f32) {
+                fn(in, dst, n);
                 break;
             }
-#endif
             for (int64_t i = 0; i < n; ++i) dst[i] = quant::detail::load_f16(in + 2 * i);
             break;
         case GgmlType::BF16:

@@ -1,0 +1,82 @@
+// Scalar pieces shared by every SIMD level's kernels (kernels_simd.inc): the per-super-block
+// steps that follow the vectorized group searches. They are the scalar code of kquants.h /
+// legacy.h split into callable steps, so each level runs exactly the same operation sequence.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cmf/quant/kquants.h"
+#include "cmf/quant/legacy.h"
+
+namespace cmf::quant::kernels {
+
+// The tail of search_k4_ref (kquants.h) once the 8 group scales and mins are known: map them
+// onto 0..63 against the largest of each and write d, dmin and the 12 scale bytes to y.
+inline void finish_k4_ref_scales(const float* scales, const float* mins, uint8_t* y) {
+    using namespace cmf::quant::detail;
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < 8; ++j) {
+        const auto ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
+        const auto lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
+        put_scale_min_k4(y + 4, j, ls < 63 ? ls : uint8_t{63}, lm < 63 ? lm : uint8_t{63});
+    }
+    store_f16(y, max_scale / 63.f);
+    store_f16(y + 2, max_min / 63.f);
+}
+
+// Q4_K nibble packing (quantize_block_q4_K's last loop).
+inline void pack_q4_K(const uint8_t* L, uint8_t* y) {
+    uint8_t* q = y + 16;
+    for (int j = 0; j < kQK_Kq; j += 64, q += 32)
+        for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+}
+
+// Q6_K: the 16 group scales -> int8 scales and f16 d, exactly as quantize_q6_K_common.
+// Returns false (and zeroes the block) when the whole super-block is below GROUP_MAX_EPS.
+inline bool finish_q6_K_scales(const float* scales, uint8_t* y, float* dd) {
+    using namespace cmf::quant::detail;
+    float max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < 16; ++ib) {
+        const float abs_scale = std::fabs(scales[ib]);
+        if (abs_scale > max_abs_scale) {
+            max_abs_scale = abs_scale;
+            max_scale = scales[ib];
+        }
+    }
+    if (max_abs_scale < kGroupMaxEps) {
+        std::memset(y, 0, kQ6_KBytes);
+        return false;
+    }
+    auto* sc = reinterpret_cast<int8_t*>(y + 192);
+    const float iscale = -128.f / max_scale;
+    store_f16(y + 208, 1 / iscale);
+    for (int ib = 0; ib < 16; ++ib) sc[ib] = static_cast<int8_t>(imin(127, nearest_int(iscale * scales[ib])));
+    *dd = load_f16(y + 208);
+    return true;
+}
+
+// Q6_K bit packing of the 256 quants (0..63) into ql / qh.
+inline void pack_q6_K(const int8_t* L, uint8_t* y) {
+    uint8_t* ql = y;
+    uint8_t* qh = y + 128;
+    for (int j = 0; j < kQK_Kq; j += 128) {
+        for (int l = 0; l < 32; ++l) {
+            const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+            ql[l] = static_cast<uint8_t>((q1 & 0xf) | ((q3 & 0xf) << 4));
+            ql[l + 32] = static_cast<uint8_t>((q2 & 0xf) | ((q4 & 0xf) << 4));
+            qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+        }
+        ql += 64;
+        qh += 32;
+    }
+}
+
+}  // namespace cmf::quant::kernels
