@@ -23,12 +23,14 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/format/direct_writer.h"
 #include "cmf/quant/types.h"
 
 namespace cmf {
@@ -290,8 +292,9 @@ struct GgufLayout {
 };
 
 // A GGUF file being written: created under a temporary name in the target directory, sized up
-// front (so padding is zeros), filled with pwrite at known offsets, then fsynced and renamed.
-// Destroying it without commit() removes the temporary file: no partial output is left behind.
+// front (so padding is zeros), filled at known offsets (through DirectWriter: gathered into
+// aligned segments and written with O_DIRECT where the filesystem allows), then fsynced and
+// renamed. Destroying it without commit() removes the temporary file: no partial output is left.
 class GgufOutput {
 public:
     GgufOutput(const fs::path& final_path, const GgufLayout& layout) : final_(final_path) {
@@ -303,27 +306,22 @@ public:
             abandon();
             fail_io("cannot size " + final_.string() + " to " + std::to_string(layout.file_size) + " bytes: " + std::strerror(e));
         }
+        std::vector<std::pair<uint64_t, uint64_t>> ranges{{0, layout.header.size()}};
+        for (const auto& t : layout.tensors) ranges.emplace_back(layout.data_start + t.offset, t.nbytes);
+        writer_ = std::make_unique<DirectWriter>(fd_, tmp_.string(), ranges, layout.file_size, final_.string());
         write_at(layout.header.data(), layout.header.size(), 0);
     }
     ~GgufOutput() { abandon(); }
     GgufOutput(const GgufOutput&) = delete;
     GgufOutput& operator=(const GgufOutput&) = delete;
 
+    // Thread-safe; ranges written must not overlap.
     void write_at(const void* data, uint64_t n, uint64_t offset) {
-        const char* p = static_cast<const char*>(data);
-        while (n > 0) {
-            ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                fail_io("write error on " + final_.string() + ": " + std::strerror(errno));
-            }
-            p += w;
-            n -= static_cast<uint64_t>(w);
-            offset += static_cast<uint64_t>(w);
-        }
+        writer_->write_at(static_cast<const char*>(data), n, offset);
     }
 
     void commit() {
+        writer_->flush();
         if (::fsync(fd_) != 0) fail_io("fsync failed on " + final_.string() + ": " + std::strerror(errno));
         ::close(fd_);
         fd_ = -1;
@@ -346,6 +344,7 @@ public:
 
 private:
     void abandon() {
+        writer_.reset();
         if (fd_ >= 0) {
             ::close(fd_);
             fd_ = -1;
@@ -357,6 +356,7 @@ private:
     }
     fs::path final_, tmp_;
     int fd_ = -1;
+    std::unique_ptr<DirectWriter> writer_;
     bool committed_ = false;
 };
 
