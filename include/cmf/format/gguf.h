@@ -297,7 +297,9 @@ struct GgufLayout {
 // renamed. Destroying it without commit() removes the temporary file: no partial output is left.
 class GgufOutput {
 public:
-    GgufOutput(const fs::path& final_path, const GgufLayout& layout) : final_(final_path) {
+    // max_segments: output segments held in memory at once (DirectWriter), 4 MiB each.
+    GgufOutput(const fs::path& final_path, const GgufLayout& layout, size_t max_segments = DirectWriter::kMaxSegments)
+        : final_(final_path) {
         tmp_ = final_path.parent_path() / ("." + final_path.filename().string() + ".tmp-" + std::to_string(::getpid()));
         fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd_ < 0) fail_io("cannot create " + tmp_.string() + ": " + std::strerror(errno));
@@ -308,7 +310,7 @@ public:
         }
         std::vector<std::pair<uint64_t, uint64_t>> ranges{{0, layout.header.size()}};
         for (const auto& t : layout.tensors) ranges.emplace_back(layout.data_start + t.offset, t.nbytes);
-        writer_ = std::make_unique<DirectWriter>(fd_, tmp_.string(), ranges, layout.file_size, final_.string());
+        writer_ = std::make_unique<DirectWriter>(fd_, tmp_.string(), ranges, layout.file_size, final_.string(), max_segments);
         write_at(layout.header.data(), layout.header.size(), 0);
     }
     ~GgufOutput() { abandon(); }

@@ -5,6 +5,7 @@
 // it). Execution then streams each source tensor once into all outputs (pipeline/execute.h).
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -305,8 +306,11 @@ struct ConvertResult {
 // under a temporary name and renamed at the end; on any error the temporaries are removed.
 inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads,
                                     const std::function<void(uint64_t, uint64_t)>& progress = {}) {
+    // output buffers: 128 MiB in all (8 segments of 4 MiB per file for up to four files), at
+    // least 2 per file when many variants are written at once (more spill through the cache)
+    const size_t per_file = std::clamp<size_t>(32 / std::max<size_t>(1, plan.files.size()), 2, DirectWriter::kMaxSegments);
     std::vector<std::unique_ptr<GgufOutput>> outs;
-    for (const auto& f : plan.files) outs.push_back(std::make_unique<GgufOutput>(f.path, f.layout));
+    for (const auto& f : plan.files) outs.push_back(std::make_unique<GgufOutput>(f.path, f.layout, per_file));
     std::vector<TensorTask> tasks(plan.tensors.size());
     for (size_t i = 0; i < plan.tensors.size(); ++i) {
         const auto& t = plan.tensors[i];
