@@ -12,25 +12,7 @@
 
 namespace cmf::quant::kernels {
 
-// The tail of search_k4_ref (kquants.h) once the 8 group scales and mins are known: map them
-// onto 0..63 against the largest of each and write d, dmin and the 12 scale bytes to y.
-inline void finish_k4_ref_scales(const float* scales, const float* mins, uint8_t* y) {
-    using namespace cmf::quant::detail;
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < 8; ++j) {
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (mins[j] > max_min) max_min = mins[j];
-    }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    for (int j = 0; j < 8; ++j) {
-        const auto ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
-        const auto lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
-        put_scale_min_k4(y + 4, j, ls < 63 ? ls : uint8_t{63}, lm < 63 ? lm : uint8_t{63});
-    }
-    store_f16(y, max_scale / 63.f);
-    store_f16(y + 2, max_min / 63.f);
-}
+using detail::finish_k4_ref_scales;  // kquants.h: the scalar tail of search_k4_ref
 
 // Q4_K nibble packing (quantize_block_q4_K's last loop).
 inline void pack_q4_K(const uint8_t* L, uint8_t* y) {

@@ -275,18 +275,13 @@ inline void requantize_k4(const float* x, const uint8_t* sc, float dd, float dmi
     }
 }
 
-// The reference (no imatrix) scale search of Q4_K and Q5_K: per group of 32, weights
-// sqrt(mean(x^2)) + |x| and make_qkx2_quants; then the group scales and mins are mapped
-// linearly onto 0..63 with nearest_int against the largest of each.
-inline void search_k4_ref(const float* x, int nmax, float rmin, float rdelta, int nstep, uint8_t* L, uint8_t* y) {
-    uint8_t Laux[32];
-    float weights[32], mins[8], scales[8];
+// The tail of the reference Q4_K/Q5_K scale search once the 8 group scales and mins are known
+// (also used by the SIMD kernels): map them linearly onto 0..63 with nearest_int against the
+// largest of each (ggml takes the maxima inside the search loop: the same comparisons in the
+// same order) and write d, dmin and the 12 scale bytes to y.
+inline void finish_k4_ref_scales(const float* scales, const float* mins, uint8_t* y) {
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
-        const float* xg = x + 32 * j;
-        const float av_x = std::sqrt(sum_sq(xg, 32) / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xg[l]);
-        scales[j] = make_qkx_quants(32, nmax, xg, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -300,6 +295,21 @@ inline void search_k4_ref(const float* x, int nmax, float rmin, float rdelta, in
     }
     store_f16(y, max_scale / 63.f);
     store_f16(y + 2, max_min / 63.f);
+}
+
+// The reference (no imatrix) scale search of Q4_K and Q5_K: per group of 32, weights
+// sqrt(mean(x^2)) + |x| and make_qkx2_quants; then the group scales and mins are mapped
+// linearly onto 0..63 with nearest_int against the largest of each.
+inline void search_k4_ref(const float* x, int nmax, float rmin, float rdelta, int nstep, uint8_t* L, uint8_t* y) {
+    uint8_t Laux[32];
+    float weights[32], mins[8], scales[8];
+    for (int j = 0; j < 8; ++j) {
+        const float* xg = x + 32 * j;
+        const float av_x = std::sqrt(sum_sq(xg, 32) / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xg[l]);
+        scales[j] = make_qkx_quants(32, nmax, xg, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
+    }
+    finish_k4_ref_scales(scales, mins, y);
 }
 
 // The importance-weighted scale search of Q4_K and Q5_K (quantize_row_q{4,5}_K_impl):
