@@ -45,20 +45,6 @@ inline bool finish_q6_K_scales(const float* scales, uint8_t* y, float* dd) {
     return true;
 }
 
-// Q6_K bit packing of the 256 quants (0..63) into ql / qh.
-inline void pack_q6_K(const int8_t* L, uint8_t* y) {
-    uint8_t* ql = y;
-    uint8_t* qh = y + 128;
-    for (int j = 0; j < kQK_Kq; j += 128) {
-        for (int l = 0; l < 32; ++l) {
-            const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
-            ql[l] = static_cast<uint8_t>((q1 & 0xf) | ((q3 & 0xf) << 4));
-            ql[l + 32] = static_cast<uint8_t>((q2 & 0xf) | ((q4 & 0xf) << 4));
-            qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
-        }
-        ql += 64;
-        qh += 32;
-    }
-}
+using detail::pack_q6_K;  // kquants.h
 
 }  // namespace cmf::quant::kernels

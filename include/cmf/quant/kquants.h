@@ -343,6 +343,24 @@ inline void search_k4_weighted(const float* x, const float* qw, int nmax, bool c
 
 // ---- Q6_K helpers
 
+// Q6_K bit packing of the 256 quants (0..63): per 128 weights, ql byte l has quant l (low
+// nibble) and l+64 (high), byte l+32 has l+32 and l+96; qh byte l has the two high bits of l,
+// l+32, l+64, l+96 in that order.
+inline void pack_q6_K(const int8_t* L, uint8_t* y) {
+    uint8_t* ql = y;
+    uint8_t* qh = y + 128;
+    for (int j = 0; j < kQK_Kq; j += 128) {
+        for (int l = 0; l < 32; ++l) {
+            const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+            ql[l] = static_cast<uint8_t>((q1 & 0xf) | ((q3 & 0xf) << 4));
+            ql[l + 32] = static_cast<uint8_t>((q2 & 0xf) | ((q4 & 0xf) << 4));
+            qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+        }
+        ql += 64;
+        qh += 32;
+    }
+}
+
 // Shared by the ref and weighted Q6_K paths, which differ only in the weights of the group
 // search (x^2 vs the raw importance values).
 inline void quantize_q6_K_common(const float* x, const float* qw, uint8_t* y) {
@@ -374,20 +392,7 @@ inline void quantize_q6_K_common(const float* x, const float* qw, uint8_t* y) {
         for (int ii = 0; ii < 16; ++ii)
             L[16 * j + ii] = static_cast<int8_t>(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
     }
-    // Per 128 weights: ql byte l has quant l (low nibble) and l+64 (high), byte l+32 has
-    // l+32 and l+96; qh byte l has the two high bits of l, l+32, l+64, l+96 in that order.
-    uint8_t* ql = y;
-    uint8_t* qh = y + 128;
-    for (int j = 0; j < kQK_Kq; j += 128) {
-        for (int l = 0; l < 32; ++l) {
-            const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
-            ql[l] = static_cast<uint8_t>((q1 & 0xf) | ((q3 & 0xf) << 4));
-            ql[l + 32] = static_cast<uint8_t>((q2 & 0xf) | ((q4 & 0xf) << 4));
-            qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
-        }
-        ql += 64;
-        qh += 32;
-    }
+    pack_q6_K(L, y);
 }
 
 }  // namespace detail
