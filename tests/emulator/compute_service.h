@@ -101,24 +101,20 @@ struct ComputeState {
 };
 
 inline std::shared_ptr<ComputeState> compute_state(Context& ctx) {
-    static std::mutex mu;
-    static std::map<Context*, std::shared_ptr<ComputeState>> states;
-    std::lock_guard lock(mu);
-    auto& s = states[&ctx];
-    if (s) return s;
-    s = std::make_shared<ComputeState>();
-    s->config = {{"stockout_zones", nlohmann::json::array()},
-                 {"sync_stockout", false},
-                 {"quota_exceeded_zones", nlohmann::json::array()},
-                 {"require_auth", false},
-                 {"launch", true},
-                 {"guest", "startup-script"},
-                 {"cmf_binary", ""},
-                 {"worker_env", nlohmann::json::object()},
-                 {"delete_delay_ms", 300}};
-    if (ctx.config.is_object() && ctx.config.contains("compute") && ctx.config["compute"].is_object())
-        s->config.merge_patch(ctx.config["compute"]);
-    return s;
+    return ctx.service_state<ComputeState>([&](ComputeState& st) {
+        ComputeState* s = &st;
+        s->config = {{"stockout_zones", nlohmann::json::array()},
+                     {"sync_stockout", false},
+                     {"quota_exceeded_zones", nlohmann::json::array()},
+                     {"require_auth", false},
+                     {"launch", true},
+                     {"guest", "startup-script"},
+                     {"cmf_binary", ""},
+                     {"worker_env", nlohmann::json::object()},
+                     {"delete_delay_ms", 300}};
+        if (ctx.config.is_object() && ctx.config.contains("compute") && ctx.config["compute"].is_object())
+            s->config.merge_patch(ctx.config["compute"]);
+    });
 }
 
 namespace compute_detail {

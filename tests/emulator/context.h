@@ -5,8 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <typeindex>
 
 #include "faults.h"
 
@@ -21,6 +25,24 @@ struct Context {
 
     Faults& faults() { return *faults_; }
     Faults* faults_ = nullptr;
+
+    // A service's state for this context, made (and set up by `init`) on first use. It lives
+    // as long as the context, so every emulator instance - every test - starts fresh.
+    template <class T>
+    std::shared_ptr<T> service_state(const std::function<void(T&)>& init) {
+        std::lock_guard lock(services_mu_);
+        auto& p = services_[std::type_index(typeid(T))];
+        if (!p) {
+            auto t = std::make_shared<T>();
+            init(*t);
+            p = t;
+        }
+        return std::static_pointer_cast<T>(p);
+    }
+
+private:
+    std::recursive_mutex services_mu_;
+    std::map<std::type_index, std::shared_ptr<void>> services_;
 };
 
 }  // namespace cmf::emu

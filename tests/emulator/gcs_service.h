@@ -240,12 +240,8 @@ inline std::string list_token_encode(const std::string& after, bool is_prefix) {
 
 // The state behind make_gcs_service(ctx), for tests that run the service in-process.
 inline std::shared_ptr<GcsState> gcs_state(Context& ctx) {
-    static std::mutex mu;
-    static std::map<Context*, std::shared_ptr<GcsState>> states;
-    std::lock_guard lock(mu);
-    auto& s = states[&ctx];
-    if (!s) {
-        s = std::make_shared<GcsState>();
+    return ctx.service_state<GcsState>([&](GcsState& st) {
+        GcsState* s = &st;
         const nlohmann::json g = ctx.config.is_object() && ctx.config.contains("gcs") ? ctx.config["gcs"] : nlohmann::json::object();
         if (g.is_object()) {
             if (auto b = g.find("buckets"); b != g.end() && b->is_array())
@@ -254,8 +250,7 @@ inline std::shared_ptr<GcsState> gcs_state(Context& ctx) {
             s->auto_create = g.value("auto_create_buckets", false);
             s->require_auth = g.value("require_auth", false);
         }
-    }
-    return s;
+    });
 }
 
 inline Handler make_gcs_service(Context& ctx) {

@@ -66,12 +66,7 @@ struct TokenRegistry {
 };
 
 inline TokenRegistry& token_registry(Context& ctx) {
-    static std::mutex mu;
-    static std::map<Context*, std::unique_ptr<TokenRegistry>> regs;
-    std::lock_guard lock(mu);
-    auto& r = regs[&ctx];
-    if (!r) r = std::make_unique<TokenRegistry>();
-    return *r;
+    return *ctx.service_state<TokenRegistry>([](TokenRegistry&) {});  // the context keeps it
 }
 
 struct GoogleAuthState {
@@ -87,37 +82,33 @@ struct GoogleAuthState {
 };
 
 inline std::shared_ptr<GoogleAuthState> google_auth_state(Context& ctx) {
-    static std::mutex mu;
-    static std::map<Context*, std::shared_ptr<GoogleAuthState>> states;
-    std::lock_guard lock(mu);
-    auto& s = states[&ctx];
-    if (s) return s;
-    s = std::make_shared<GoogleAuthState>();
-    nlohmann::json g = ctx.config.is_object() && ctx.config.contains("google_auth") ? ctx.config["google_auth"]
-                                                                                    : nlohmann::json::object();
-    if (!g.is_object()) g = nlohmann::json::object();
-    if (auto it = g.find("service_accounts"); it != g.end() && it->is_array())
-        for (const auto& sa : *it)
-            if (sa.is_object()) s->sa_public_keys[sa.value("client_email", "")] = sa.value("public_key_pem", "");
-    if (auto it = g.find("authorized_users"); it != g.end() && it->is_array())
-        for (const auto& u : *it)
-            if (u.is_object())
-                s->users[u.value("client_id", "")] = {u.value("client_secret", ""), u.value("refresh_token", "")};
-    s->token_lifetime = g.value("token_lifetime", std::int64_t{3599});
-    nlohmann::json md = {{"project_id", "emu-project"},
-                         {"numeric_project_id", "123456789012"},
-                         {"zone", "us-central1-a"},
-                         {"instance_name", "emu-instance"},
-                         {"instance_id", "4242424242424242424"},
-                         {"service_account_email", "emu-sa@emu-project.iam.gserviceaccount.com"},
-                         {"scopes", {"https://www.googleapis.com/auth/cloud-platform"}},
-                         {"preempted", "FALSE"},
-                         {"maintenance_event", "NONE"},
-                         {"attributes", nlohmann::json::object()},
-                         {"project_attributes", nlohmann::json::object()}};
-    if (auto it = g.find("metadata"); it != g.end() && it->is_object()) md.merge_patch(*it);
-    s->metadata = md;
-    return s;
+    return ctx.service_state<GoogleAuthState>([&](GoogleAuthState& st) {
+        GoogleAuthState* s = &st;
+        nlohmann::json g = ctx.config.is_object() && ctx.config.contains("google_auth") ? ctx.config["google_auth"]
+                                                                                        : nlohmann::json::object();
+        if (!g.is_object()) g = nlohmann::json::object();
+        if (auto it = g.find("service_accounts"); it != g.end() && it->is_array())
+            for (const auto& sa : *it)
+                if (sa.is_object()) s->sa_public_keys[sa.value("client_email", "")] = sa.value("public_key_pem", "");
+        if (auto it = g.find("authorized_users"); it != g.end() && it->is_array())
+            for (const auto& u : *it)
+                if (u.is_object())
+                    s->users[u.value("client_id", "")] = {u.value("client_secret", ""), u.value("refresh_token", "")};
+        s->token_lifetime = g.value("token_lifetime", std::int64_t{3599});
+        nlohmann::json md = {{"project_id", "emu-project"},
+                             {"numeric_project_id", "123456789012"},
+                             {"zone", "us-central1-a"},
+                             {"instance_name", "emu-instance"},
+                             {"instance_id", "4242424242424242424"},
+                             {"service_account_email", "emu-sa@emu-project.iam.gserviceaccount.com"},
+                             {"scopes", {"https://www.googleapis.com/auth/cloud-platform"}},
+                             {"preempted", "FALSE"},
+                             {"maintenance_event", "NONE"},
+                             {"attributes", nlohmann::json::object()},
+                             {"project_attributes", nlohmann::json::object()}};
+        if (auto it = g.find("metadata"); it != g.end() && it->is_object()) md.merge_patch(*it);
+        s->metadata = md;
+    });
 }
 
 namespace auth_detail {
