@@ -45,6 +45,11 @@ requested type, byte-for-byte what llama.cpp's convert_hf_to_gguf.py writes.
   --dry-run             print the plan (files, tensors, types, sizes) and write nothing
   --quiet               no progress lines
 
+Environment (same bytes either way):
+  CMF_SIMD=LEVEL        quantizer kernels: scalar, sse42, avx2, avx512 or auto (default:
+                        the best the CPU has; `cmf --version` names it)
+  CMF_DIRECT_IO=0       write outputs through the page cache instead of O_DIRECT
+
 Example:
   cmf quantize ./medgemma-1.5-4b-it --quant f16,q8_0 --mmproj --out ./gguf
 )";
