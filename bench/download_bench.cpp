@@ -12,7 +12,7 @@
 #include <string>
 
 #include "cmf/core/error.h"
-#include "cmf/net/download.h"
+#include "cmf/net/transfer.h"
 
 int main(int argc, char** argv) {
     if (argc != 6) {
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
             if (client->send(f).status != 200) throw std::runtime_error("fault setup failed");
         }
         if (conns == 0) return 0;  // upload only: keeps the upload out of the measured RSS
-        cmf::net::DownloadOptions d;
+        cmf::net::TransferOptions d;
         d.connections = conns;
         // chunk size in MiB from CMF_BENCH_CHUNK_MIB (default 16)
         const char* cm = std::getenv("CMF_BENCH_CHUNK_MIB");
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
         d.resume = false;
         d.progress = cmf::net::stderr_progress("bench");
         auto t0 = std::chrono::steady_clock::now();
-        cmf::net::download_file(*client, cmf::net::Url::parse(base + "/_emu/blob/bench"), argv[5], d);
+        cmf::net::download(*client, cmf::net::url_source(cmf::net::Url::parse(base + "/_emu/blob/bench")), argv[5], d);
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("%.2f %.1f\n", secs, static_cast<double>(size) / secs / 1e6);
     } catch (const std::exception& e) {

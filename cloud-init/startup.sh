@@ -58,7 +58,9 @@ main() {
   object=$(printf '%s' "$object" | sed 's,/,%2F,g')
   tok=$(token) || { log "no service-account token from the metadata server"; return 1; }
   log "downloading $url"
-  curl -fsS --retry 10 --retry-delay 3 --retry-connrefused --max-time 600 -H "Authorization: Bearer $tok" \
+  # --retry-all-errors: a connection that breaks mid-body (curl 56) is worth another try too;
+  # the sha256 below refuses anything that is not the binary the orchestrator uploaded
+  curl -fsS --retry 10 --retry-delay 3 --retry-connrefused --retry-all-errors --max-time 600 -H "Authorization: Bearer $tok" \
     -o "$DIR/cmf.download" "$STORAGE/storage/v1/b/$bucket/o/$object?alt=media" || { log "download of $url failed"; return 1; }
   got=$(sha256sum "$DIR/cmf.download" | cut -d' ' -f1)
   if [ "$got" != "$want" ]; then

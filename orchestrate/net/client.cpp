@@ -231,8 +231,6 @@ public:
             if (proxy_->scheme != "http") fail(ErrorKind::usage, "HTTPS_PROXY must be an http:// proxy (CONNECT)");
         }
         no_proxy_ = !opt_.no_proxy.empty() ? opt_.no_proxy : env("NO_PROXY", "no_proxy");
-        std::random_device rd;
-        rng_seed_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
     }
 
     Response send(const Request& req, const BodySink& sink) override {
@@ -280,16 +278,7 @@ public:
 private:
     std::string prefix(const Hop& h) const { return h.method + " " + redacted(h.url); }
 
-    std::chrono::milliseconds backoff(int attempt) {
-        const auto& p = opt_.retry;
-        double cap = static_cast<double>(p.initial_backoff.count());
-        for (int i = 1; i < attempt && cap < p.max_backoff.count(); ++i) cap *= p.multiplier;
-        cap = std::min(cap, static_cast<double>(p.max_backoff.count()));
-        // full jitter (AWS architecture blog "Exponential Backoff And Jitter"): uniform in [0, cap]
-        thread_local std::mt19937_64 rng(rng_seed_ ^ std::hash<std::thread::id>{}(std::this_thread::get_id()));
-        std::uniform_real_distribution<double> d(0.0, cap);
-        return std::chrono::milliseconds(static_cast<long long>(d(rng)));
-    }
+    std::chrono::milliseconds backoff(int attempt) const { return opt_.retry.delay(attempt); }
 
     Response send_with_retries(const Request& req, const Hop& hop, const BodySink& sink) {
         bool may_retry = req.idempotent.value_or(default_idempotent(hop.method));
@@ -357,7 +346,7 @@ private:
         try {
             conn->with_stream([&](auto& stream) {
                 write_request(*conn, stream, req, hop, io_timeout, body_sent);
-                read_response(*conn, stream, hop, sink, io_timeout, out, got_response_bytes);
+                read_response(*conn, stream, hop, sink, req.on_head, io_timeout, out, got_response_bytes);
             });
         } catch (Failure& f) {
             f.reused_connection = conn->reused && !got_response_bytes && !f.body_started;
@@ -442,7 +431,7 @@ private:
     }
 
     template <class Stream>
-    void read_response(Connection& c, Stream& stream, const Hop& hop, const BodySink& sink,
+    void read_response(Connection& c, Stream& stream, const Hop& hop, const BodySink& sink, const HeadCheck& on_head,
                        std::chrono::milliseconds io_timeout, Outcome& out, bool& got_bytes) {
         http::response_parser<http::buffer_body> p;
         p.body_limit((std::numeric_limits<std::uint64_t>::max)());
@@ -463,6 +452,12 @@ private:
         for (auto& f : msg) out.resp.headers.add(std::string(f.name_string()), std::string(f.value()));
 
         bool stream_body = sink && out.resp.status >= 200 && out.resp.status < 300;
+        // (redirects are 3xx: the head check only ever sees the final answer)
+        if (stream_body && on_head && !on_head(out.resp.status, out.resp.headers)) {
+            out.resp.body_refused = true;
+            out.reusable = p.is_done() && msg.keep_alive();  // an unread body makes the connection useless
+            return;
+        }
         std::size_t cap = sink ? kErrorBodyCap : std::numeric_limits<std::size_t>::max();
         std::vector<char> buf(kBodyBuffer);
         bool aborted = false, overflow = false, started = false;
@@ -506,7 +501,6 @@ private:
     ssl::context tls_;
     std::optional<Url> proxy_;
     std::string no_proxy_;
-    std::uint64_t rng_seed_ = 0;
     std::mutex mu_;
     std::map<std::string, std::vector<std::unique_ptr<Connection>>> idle_;
 };

@@ -41,6 +41,7 @@
 // Config ("compute" key of --config):
 //   {"stockout_zones": [], "sync_stockout": false, "quota_exceeded_zones": [], "require_auth": false,
 //    "launch": true, "guest": "startup-script", "cmf_binary": "/path/cmf", "worker_env": {},
+//    ("worker_env" values may say ${EMU_HTTPS_BASE} / ${EMU_HTTP_BASE} for the emulator's address)
 //    "delete_delay_ms": 300, "project": "emu-project"}
 #pragma once
 
@@ -316,8 +317,14 @@ inline Handler make_compute_service(Context& ctx) {
             "NO_PROXY=*",
             "no_proxy=*"};
         if (cfg.contains("worker_env") && cfg["worker_env"].is_object())
-            for (auto it = cfg["worker_env"].begin(); it != cfg["worker_env"].end(); ++it)
-                env.push_back(it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump()));
+            for (auto it = cfg["worker_env"].begin(); it != cfg["worker_env"].end(); ++it) {
+                // "${EMU_HTTPS_BASE}" / "${EMU_HTTP_BASE}" stand for this emulator's own address
+                std::string v = it->is_string() ? it->get<std::string>() : it->dump();
+                for (const auto& [ph, val] : {std::pair<std::string, std::string>{"${EMU_HTTPS_BASE}", cp->https_base},
+                                              {"${EMU_HTTP_BASE}", cp->http_base}})
+                    for (std::size_t at; (at = v.find(ph)) != std::string::npos;) v.replace(at, ph.size(), val);
+                env.push_back(it.key() + "=" + v);
+            }
         // The thread that forks is the one that waits: PR_SET_PDEATHSIG fires when the forking
         // *thread* ends, so it must live as long as the guest (or the emulator).
         std::promise<pid_t> started;
@@ -393,7 +400,7 @@ inline Handler make_compute_service(Context& ctx) {
             while (i <= rest.size()) {
                 auto j = rest.find('/', i);
                 if (j == std::string::npos) j = rest.size();
-                seg.push_back(*cloud::percent_decode(rest.substr(i, j - i)));
+                seg.push_back(*cmf::percent_decode(rest.substr(i, j - i)));
                 i = j + 1;
             }
         }

@@ -12,7 +12,7 @@
 //                                    aud, iat/exp <= 3600 and within 5 min of now, scope) or
 //                                    grant_type=refresh_token (client_id/secret/refresh_token)
 //   GET  /_emu/google_auth/stats     {"tokens_issued","jwt_grants","refresh_grants",
-//                                     "metadata_tokens","rejected"}
+//                                     "metadata_tokens","rejected","issued": [every token]}
 //   POST /_emu/google_auth/metadata  merges {"attributes":{...}, "project_attributes":{...},
 //                                    "preempted": "TRUE", ...} into the metadata at run time
 //
@@ -33,10 +33,11 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 #include "cmf/cloud/jwt.h"
 #include "context.h"
 #include "control_service.h"
@@ -62,6 +63,12 @@ struct TokenRegistry {
         std::lock_guard lock(mu);
         auto it = tokens.find(t);
         return it != tokens.end() && std::chrono::steady_clock::now() < it->second;
+    }
+    std::vector<std::string> all() {
+        std::lock_guard lock(mu);
+        std::vector<std::string> v;
+        for (const auto& [t, _] : tokens) v.push_back(t);
+        return v;
     }
 };
 
@@ -138,7 +145,8 @@ inline Handler make_google_auth_service(Context& ctx) {
                                        {"jwt_grants", st->jwt_grants.load()},
                                        {"refresh_grants", st->refresh_grants.load()},
                                        {"metadata_tokens", st->metadata_tokens.load()},
-                                       {"rejected", st->rejected.load()}});
+                                       {"rejected", st->rejected.load()},
+                                       {"issued", token_registry(*cp).all()}});  // tests search outputs for them
         }
         if (path == "/_emu/google_auth/metadata") {
             if (req.method != "POST") return json_response(405, {{"error", "POST"}});
@@ -206,7 +214,7 @@ inline Handler make_google_auth_service(Context& ctx) {
                 v = s;
             } else if (key.rfind("instance/attributes/", 0) == 0 || key.rfind("project/attributes/", 0) == 0) {
                 bool inst = key[0] == 'i';
-                auto name = cloud::percent_decode(key.substr(inst ? 20 : 19));
+                auto name = cmf::percent_decode(key.substr(inst ? 20 : 19));
                 const nlohmann::json& a = md[inst ? "attributes" : "project_attributes"];
                 if (name && a.is_object() && a.contains(*name)) v = value_text(a[*name]);
             }
@@ -224,7 +232,7 @@ inline Handler make_google_auth_service(Context& ctx) {
             return oauth_error(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded");
         }
         std::map<std::string, std::string> form;
-        for (auto& [k, v] : cloud::form_decode(req.body)) form[k] = v;
+        for (auto& [k, v] : cmf::form_decode(req.body)) form[k] = v;
         const std::string grant = form["grant_type"];
         auto issue = [&]() {
             std::string tok = token_registry(*cp).issue(std::chrono::seconds(st->token_lifetime));

@@ -22,6 +22,11 @@ struct Request {
     bool tls = false;      // arrived on the TLS port
     net::Headers headers;
     std::string body;
+    // A drop_request fault cut the connection while the body arrived: `body` holds only what
+    // came before the cut, and no answer will be sent. Only handlers that say they take such
+    // requests see them (a real server persists some of an interrupted upload, and acts on
+    // nothing else).
+    bool body_incomplete = false;
 };
 
 struct Response {

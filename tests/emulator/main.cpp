@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
             ctx.config = nlohmann::json::parse(in);
         }
         cmf::emu::Server server(ctx);
-        server.start(cmf::emu::make_services(ctx));
+        server.start(cmf::emu::make_services(ctx), cmf::emu::make_partial_services(ctx));
         nlohmann::json ready = {{"https_port", server.https_port()}, {"http_port", server.http_port()},
                                 {"ca_file", server.ca_file()},       {"https_base", ctx.https_base},
                                 {"http_base", ctx.http_base},        {"pid", static_cast<int>(::getpid())}};

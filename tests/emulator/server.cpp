@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -105,6 +106,7 @@ struct Server::Impl {
     tcp::acceptor tls_acceptor{ioc};
     tcp::acceptor http_acceptor{ioc};
     std::vector<Handler> handlers;
+    std::vector<Handler> partial_handlers;  // see Request::body_incomplete
     std::string ca_path;
 
     explicit Impl(Context& c) : ctx(c) {}
@@ -175,7 +177,7 @@ struct Server::Impl {
             p.body_limit(kMaxRequestBody);
             p.header_limit(1 << 20);
             boost::system::error_code ec;
-            http::read(s, buf, p, ec);
+            http::read_header(s, buf, p, ec);
             if (ec) return;
             auto& m = p.get();
             Request req;
@@ -188,25 +190,64 @@ struct Server::Impl {
             else host = host.substr(0, host.rfind(':'));
             for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
             req.host = host;
-            req.body = std::move(m.body());
-            bool keep = m.keep_alive();
             auto& faults = ctx.faults();
             faults.count_request();
-            faults.add_received(req.body.size());
 
             FaultPlan plan;
             if (req.target.rfind("/_emu/faults", 0) != 0 && req.target.rfind("/_emu/stats", 0) != 0)
                 plan = faults.match(req.method, req.target);
+            std::set<std::string> applied;
+
+            // drop_request: take the body up to the cut, let the handlers that persist interrupted
+            // uploads see that much, then abort the connection without an answer.
+            if (plan.drop_request) {
+                std::optional<std::uint64_t> at;
+                if (auto len = p.content_length(); len && *len > 0) at = faults.cut_offset(*plan.drop_request, *len);
+                if (at) {
+                    while (m.body().size() < *at && !p.is_done()) {
+                        http::read_some(s, buf, p, ec);
+                        if (ec) break;
+                    }
+                    req.body = std::move(m.body());
+                    if (req.body.size() > *at) req.body.resize(*at);  // what a read past the cut brought is lost too
+                    req.body_incomplete = true;
+                    faults.add_received(req.body.size());
+                    applied.insert("drop_request");
+                    faults.settle(plan, applied);
+                    dispatch_partial(req);
+                    raw.set_option(asio::socket_base::linger(true, 0), ec);  // close with RST
+                    raw.close(ec);
+                    return;
+                }
+            }
+            http::read(s, buf, p, ec);
+            if (ec) {
+                faults.settle(plan, applied);
+                return;
+            }
+            req.body = std::move(m.body());
+            bool keep = m.keep_alive();
+            faults.add_received(req.body.size());
+
             Response resp;
             if (plan.status) {
                 resp.status = *plan.status;
                 resp.headers.set("Content-Type", "application/json");
                 if (!plan.retry_after.empty()) resp.headers.set("Retry-After", plan.retry_after);
                 resp.body = R"({"error":{"code":)" + std::to_string(*plan.status) + R"(,"message":"injected fault"}})";
+                applied.insert("status");
             } else {
                 resp = dispatch(req);
             }
-            if (!write_response(s, raw, req, resp, plan, keep)) return;
+            bool open = false;
+            try {
+                open = write_response(s, raw, req, resp, plan, keep, applied);
+            } catch (...) {
+                faults.settle(plan, applied);
+                throw;
+            }
+            faults.settle(plan, applied);
+            if (!open) return;
             if (!keep) {
                 raw.shutdown(tcp::socket::shutdown_send, ec);
                 return;
@@ -214,9 +255,20 @@ struct Server::Impl {
         }
     }
 
-    // Returns false when the connection was closed by a fault.
+    // Hands an interrupted request to the handlers that accept one; their answer is never sent.
+    void dispatch_partial(const Request& r) {
+        try {
+            for (auto& h : partial_handlers)
+                if (h(r)) return;
+        } catch (const std::exception&) {
+        }
+    }
+
+    // Returns false when the connection was closed by a fault. `applied` gets the kinds of the
+    // faults that changed the bytes on the wire.
     template <class Stream>
-    bool write_response(Stream& s, tcp::socket& raw, const Request& req, Response& resp, const FaultPlan& plan, bool keep) {
+    bool write_response(Stream& s, tcp::socket& raw, const Request& req, Response& resp, const FaultPlan& plan, bool keep,
+                        std::set<std::string>& applied) {
         bool head = req.method == "HEAD";
         bool no_body = head || resp.status == 204 || resp.status == 304 || resp.status < 200;
         std::string h = "HTTP/1.1 " + std::to_string(resp.status) + " " + reason(resp.status) + "\r\n";
@@ -237,16 +289,29 @@ struct Server::Impl {
         h += keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
         asio::write(s, asio::buffer(h));
         if (no_body) return true;
+        auto& faults = ctx.faults();
 
-        if (plan.corrupt_at) resp.materialize();  // the stored bytes stay intact: corrupt a copy
-        if (plan.corrupt_at && !resp.body.empty())
-            resp.body[std::min<std::uint64_t>(*plan.corrupt_at, resp.body.size() - 1)] ^= '\xff';
+        const std::uint64_t size = resp.bytes().size();
+        std::uint64_t limit = size;
+        const char* cut_kind = nullptr;
+        if (plan.reset)
+            if (auto at = faults.cut_offset(*plan.reset, size); at && *at < limit) limit = *at, cut_kind = "reset";
+        if (plan.truncate)
+            if (auto at = faults.cut_offset(*plan.truncate, size); at && *at < limit) limit = *at, cut_kind = "truncate";
+        if (cut_kind) applied.insert(cut_kind);
+        // A flipped byte counts only on an answer that arrives whole: before a cut, and a reset's
+        // RST may throw away what the client had not read yet, it would prove nothing.
+        if (plan.corrupt && size > 0 && !cut_kind) {
+            std::uint64_t at = std::min<std::uint64_t>(plan.corrupt->after_bytes, size - 1);
+            if (plan.corrupt->random) at = faults.cut_offset(*plan.corrupt, size).value_or(0);
+            {
+                resp.materialize();  // the stored bytes stay intact: corrupt a copy
+                resp.body[at] ^= '\xff';
+                applied.insert("corrupt");
+            }
+        }
         const std::string_view body = resp.bytes();
-        std::uint64_t limit = body.size();
-        if (plan.reset_after) limit = std::min<std::uint64_t>(limit, *plan.reset_after);
-        if (plan.truncate_after) limit = std::min<std::uint64_t>(limit, *plan.truncate_after);
-        bool cut = (plan.reset_after || plan.truncate_after) && limit < body.size();
-        if ((plan.reset_after || plan.truncate_after) && !cut) limit = body.size();
+        if (plan.bytes_per_sec && limit > 0) applied.insert("bandwidth");
 
         std::size_t slice = kSlice;
         if (plan.bytes_per_sec) slice = std::max<std::size_t>(1024, static_cast<std::size_t>(plan.bytes_per_sec * kPaceSeconds));
@@ -270,14 +335,17 @@ struct Server::Impl {
                 std::this_thread::sleep_until(due);
             }
             asio::write(s, asio::buffer(body.data() + sent, end - sent));
-            ctx.faults().add_sent(end - sent);
+            faults.add_sent(end - sent);
             sent = end;
         }
-        if (plan.stall_after && !stalled && *plan.stall_after >= limit)
+        if (plan.stall_after && !stalled && *plan.stall_after >= limit && !cut_kind) {
+            stalled = true;
             std::this_thread::sleep_for(std::chrono::duration<double>(plan.stall_seconds));
-        if (cut) {
+        }
+        if (stalled) applied.insert("stall");
+        if (cut_kind) {
             boost::system::error_code ec;
-            if (plan.reset_after) {
+            if (plan.reset && std::string_view(cut_kind) == "reset") {
                 raw.set_option(asio::socket_base::linger(true, 0), ec);  // close with RST
                 raw.close(ec);
             } else {
@@ -318,8 +386,9 @@ int Server::https_port() const { return impl_->tls_acceptor.local_endpoint().por
 int Server::http_port() const { return impl_->http_acceptor.local_endpoint().port(); }
 std::string Server::ca_file() const { return impl_->ca_path; }
 
-void Server::start(std::vector<Handler> handlers) {
+void Server::start(std::vector<Handler> handlers, std::vector<Handler> partial_handlers) {
     impl_->handlers = std::move(handlers);
+    impl_->partial_handlers = std::move(partial_handlers);
     std::thread([this] { impl_->accept_loop(impl_->tls_acceptor, true); }).detach();
     std::thread([this] { impl_->accept_loop(impl_->http_acceptor, false); }).detach();
 }

@@ -20,8 +20,10 @@ public:
     int https_port() const;
     int http_port() const;
     std::string ca_file() const;
-    // Starts accepting; `handlers` are asked in order for each request.
-    void start(std::vector<Handler> handlers);
+    // Starts accepting; `handlers` are asked in order for each request. `partial_handlers` see
+    // requests a drop_request fault interrupted (Request::body_incomplete); their answer is
+    // never sent, the first that returns one ends the search.
+    void start(std::vector<Handler> handlers, std::vector<Handler> partial_handlers = {});
 
 private:
     struct Impl;

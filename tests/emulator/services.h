@@ -4,6 +4,7 @@
 //   gcs_service.h          cmf::emu::make_gcs_service(Context&)          GCS JSON API
 //   google_auth_service.h  cmf::emu::make_google_auth_service(Context&)  metadata server + OAuth
 //   compute_service.h      cmf::emu::make_compute_service(Context&)      Compute API v1
+//   proxy_service.h        cmf::emu::make_proxy_service(Context&)        reverse proxy to a real peer
 // Handlers are asked in the order below; the first one answering wins.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include "context.h"
 #include "control_service.h"
 #include "handler.h"
+#include "proxy_service.h"
 
 #if __has_include("hf_service.h")
 #include "hf_service.h"
@@ -36,6 +38,7 @@ namespace cmf::emu {
 inline std::vector<Handler> make_services(Context& ctx) {
     std::vector<Handler> v;
     v.push_back(make_control_service(ctx));
+    v.push_back(make_proxy_service(ctx));
     v.push_back(make_blob_service(ctx));
 #ifdef CMF_EMU_HAS_HF
     v.push_back(make_hf_service(ctx));
@@ -48,6 +51,16 @@ inline std::vector<Handler> make_services(Context& ctx) {
 #endif
 #ifdef CMF_EMU_HAS_COMPUTE
     v.push_back(make_compute_service(ctx));
+#endif
+    return v;
+}
+
+// The handlers that see uploads a drop_request fault interrupted (Request::body_incomplete).
+inline std::vector<Handler> make_partial_services(Context& ctx) {
+    std::vector<Handler> v;
+    v.push_back(make_proxy_partial_service(ctx));
+#ifdef CMF_EMU_HAS_GCS
+    v.push_back(make_gcs_partial_service(ctx));
 #endif
     return v;
 }

@@ -146,11 +146,13 @@ TEST_F(GcsEmulator, LargeResumableUploadAndParallelDownloadSurviveFaults) {
     cmf::test::write_file(dir_ / "big.bin", data);
     const std::string want_crc = crc32c_base64(crc32c(data));
 
-    // Upload: 5xx on the initiating POST (retried by the client: initiation is idempotent) and
-    // on chunk PUTs / status queries (recovered by querying the session).
-    emu_->set_faults(R"({"clear":true,"rules":[
+    // Upload: 5xx on the initiating POST (retried by the client: initiation is idempotent), on
+    // chunk PUTs and status queries, and chunks whose connection breaks at a random byte (the
+    // session keeps whole 256 KiB units of what arrived; the client must ask and continue there).
+    emu_->set_faults(R"({"clear":true,"seed":11,"rules":[
         {"kind":"status","path":"uploadType=resumable&name=","method":"POST","count":2,"status":503},
-        {"kind":"status","path":"upload_id=","method":"PUT","count":20,"status":503},
+        {"kind":"drop_request","path":"upload_id=","method":"PUT","count":6,"random":true},
+        {"kind":"status","path":"upload_id=","method":"PUT","count":10,"status":503},
         {"kind":"status","path":"upload_id=","method":"PUT","count":4,"status":429,"retry_after":"0"}]})");
     auto up = gcs_->upload_file("bkt", "models/big.gguf", dir_ / "big.bin",
                                 UploadOptions{.if_generation_match = 0, .chunk_size = 4u << 20});
@@ -158,21 +160,34 @@ TEST_F(GcsEmulator, LargeResumableUploadAndParallelDownloadSurviveFaults) {
     EXPECT_EQ(up.object->size, size);
     EXPECT_EQ(up.object->crc32c, want_crc);
     auto s = emu_->stats();
-    EXPECT_GE(s["faults_fired"].get<int>(), 20) << s.dump();
+    EXPECT_EQ(s["fired"]["drop_request"], 6) << s.dump();
+    EXPECT_EQ(s["fired"]["status"], 16) << s.dump();
+    // the client's account: every broken or refused chunk was a failed attempt followed by a
+    // status query, and the upload went on from the offset the session reported
+    const auto& u = gcs_->last_upload();
+    EXPECT_GE(u.failed_attempts, 6 + 1) << "(503s on status queries are retried inside the HTTP client)";
+    EXPECT_GE(u.resumed, 6);
+    EXPECT_EQ(u.restarts, 0);
 
-    // Download: resets and truncations mid-body, 503s, and one corrupted byte.
+    // Download: connections cut at random bytes, 503s, and one corrupted byte.
     emu_->reset_stats();
-    emu_->set_faults(R"({"clear":true,"rules":[
-        {"kind":"corrupt","path":"alt=media","method":"GET","count":1,"after_bytes":4242},
-        {"kind":"reset","path":"alt=media","method":"GET","count":8,"after_bytes":300000},
-        {"kind":"truncate","path":"alt=media","method":"GET","count":6,"after_bytes":1000000},
+    emu_->set_faults(R"({"clear":true,"seed":12,"rules":[
+        {"kind":"corrupt","path":"alt=media","method":"GET","count":1,"random":true},
+        {"kind":"reset","path":"alt=media","method":"GET","count":8,"random":true},
+        {"kind":"truncate","path":"alt=media","method":"GET","count":6,"random":true},
         {"kind":"status","path":"alt=media","method":"GET","count":8,"status":503}]})");
     auto info = gcs_->download_to_file("bkt", "models/big.gguf", dir_ / "out.bin",
                                        DownloadOptions{.threads = 4, .part_size = 4u << 20});
     EXPECT_EQ(info.size, size);
     s = emu_->stats();
-    EXPECT_GE(s["faults_fired"].get<int>(), 20) << s.dump();
+    EXPECT_EQ(s["fired"]["status"], 8) << s.dump();
+    EXPECT_EQ(s["dropped"], 14) << s.dump();
     EXPECT_EQ(s["fired"]["corrupt"].get<int>(), 1) << s.dump();
+    const auto& d = gcs_->last_download();
+    EXPECT_GE(d.failed_attempts, 14) << "statuses retried inside the HTTP client do not reach the engine";
+    EXPECT_GE(d.resumed_streams, 10);
+    EXPECT_EQ(d.refetches, 1) << "the corrupted byte must cost one whole refetch";
+    EXPECT_GT(d.bytes_fetched, 2 * size - 1);
     std::string got = cmf::test::read_file(dir_ / "out.bin");
     ASSERT_EQ(got.size(), size);
     EXPECT_TRUE(got == data);

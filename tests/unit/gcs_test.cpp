@@ -10,7 +10,7 @@
 #include <random>
 
 #include "../emulator/gcs_service.h"
-#include "cmf/cloud/crc32c.h"
+#include "cmf/core/crc32c.h"
 #include "cmf/cloud/gcs.h"
 #include "inproc_http.h"
 #include "test_support.h"
@@ -265,6 +265,10 @@ TEST(Gcs, ResumableUploadSurvivesDroppedConnectionsAnd5xx) {
     ASSERT_TRUE(up.created);
     EXPECT_EQ(up.object->size, data.size());
     EXPECT_GE(e.http->faults_fired.load(), 20);
+    // the client's own account of it: failed attempts, and chunks sent from the offset a status
+    // query reported
+    EXPECT_GE(gcs.last_upload().failed_attempts, 15);
+    EXPECT_GE(gcs.last_upload().resumed, 5);
     e.http->fault = nullptr;
     EXPECT_EQ(gcs.read_all("bkt", "models/x.gguf"), data);
     // Chunks were 256 KiB multiples and every query was an empty PUT with bytes */TOTAL.
@@ -337,6 +341,8 @@ TEST(Gcs, ParallelRangedDownloadWithFaults) {
     EXPECT_EQ(cmf::test::read_file(dir / "out.bin"), data);
     EXPECT_FALSE(std::filesystem::exists(dir / "out.bin.cmf-partial"));
     EXPECT_GE(e.http->faults_fired.load(), 20);
+    EXPECT_GE(gcs.last_download().failed_attempts, 20);
+    EXPECT_GE(gcs.last_download().resumed_streams, 3) << "a part cut after 70000 bytes continues from there";
     // Ranged requests pinned the generation.
     for (auto& r : e.http->log())
         if (r.url.target.find("alt=media") != std::string::npos) {
@@ -359,6 +365,7 @@ TEST(Gcs, CorruptedDownloadIsDetectedAndRefetched) {
     EXPECT_EQ(cmf::test::read_file(dir / "c.bin"), data);
     EXPECT_EQ(e.http->faults_fired.load(), 1);
     EXPECT_EQ(gets.load(), 8);  // 4 parts, fetched twice
+    EXPECT_EQ(gcs.last_download().refetches, 1);
     // Corrupt every time: a clear error, no file left behind.
     e.http->fault = [&](const net::Request& r) {
         if (r.url.target.find("alt=media") != std::string::npos) return InprocFault{.corrupt_at = 10};

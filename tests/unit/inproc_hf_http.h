@@ -52,7 +52,9 @@ public:
                 req.url = next;
                 continue;
             }
-            if (sink && out.status >= 200 && out.status < 300) {
+            if (sink && out.status >= 200 && out.status < 300 && req0.on_head && !req0.on_head(out.status, out.headers)) {
+                out.body_refused = true;
+            } else if (sink && out.status >= 200 && out.status < 300) {
                 const std::size_t chunk = 65536;
                 for (std::size_t i = 0; i < r->body.size(); i += chunk)
                     if (!sink(r->body.data() + i, std::min(chunk, r->body.size() - i))) break;

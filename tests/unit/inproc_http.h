@@ -123,7 +123,9 @@ public:
                 req.url = next;
                 continue;
             }
-            if (sink && out.status >= 200 && out.status < 300) {
+            if (sink && out.status >= 200 && out.status < 300 && in.on_head && !in.on_head(out.status, out.headers)) {
+                out.body_refused = true;
+            } else if (sink && out.status >= 200 && out.status < 300) {
                 std::size_t limit = f.truncate_at ? std::min(*f.truncate_at, r->body.size()) : r->body.size();
                 constexpr std::size_t kChunk = 1 << 16;
                 for (std::size_t p = 0; p < limit; p += kChunk) {

@@ -197,12 +197,17 @@ TEST_F(NetClient, ResetAndTruncatedBodiesAreRetriedWhenBuffered) {
     emu().put_blob("retry", blob);
     emu().set_faults(R"({"rules":[{"kind":"reset","path":"blob/retry","count":1,"after_bytes":100000},
                                   {"kind":"truncate","path":"blob/retry","count":1,"after_bytes":2000000}]})");
+    // both rules match the first GET; the reset cuts first, so the truncate is not applied there
+    // and goes back to its rule: the second GET is truncated, the third succeeds
+    const int before = emu().stats()["requests"].get<int>();
     auto r = c->send(get(emu().https_base() + "/_emu/blob/retry"));
     ASSERT_EQ(r.status, 200);
     EXPECT_TRUE(r.body == blob);
     auto s = emu().stats();
     EXPECT_EQ(s["fired"]["reset"], 1);
     EXPECT_EQ(s["fired"]["truncate"], 1);
+    EXPECT_EQ(s["dropped"], 2);
+    EXPECT_EQ(s["requests"].get<int>() - before, 3 + 1) << "each cut must cost the client one more GET (+1: this stats call)";
 }
 
 TEST_F(NetClient, KeepAliveReusesOneConnection) {

@@ -35,7 +35,7 @@ std::map<std::string, std::string> parse_query(const std::string& target) {
         if (amp == std::string::npos) amp = rest.size();
         std::string kv = rest.substr(i, amp - i);
         size_t eq = kv.find('=');
-        if (!kv.empty()) q[form_unescape(kv.substr(0, eq))] += (q.count(form_unescape(kv.substr(0, eq))) ? " " : "") + form_unescape(kv.substr(eq + 1));
+        if (!kv.empty()) q[percent_decode(kv.substr(0, eq), true).value_or("")] += (q.count(percent_decode(kv.substr(0, eq), true).value_or("")) ? " " : "") + percent_decode(kv.substr(eq + 1), true).value_or("");
         i = amp + 1;
     }
     return q;
@@ -50,6 +50,7 @@ public:
     bool redirect_uploads = true;
     std::string realm = "http://reg.test/v2/token";
     std::set<uint64_t> fail_storage_once, fail_patch_once, fail_get_once;  // part offsets that fail on first try
+    int status_queries = 0;
 
     // observations
     std::mutex mu;
@@ -70,7 +71,11 @@ public:
         }
         net::Response r = handle(req, body);
         if (sink && r.status >= 200 && r.status < 300) {
-            sink(r.body.data(), r.body.size());
+            if (req.on_head && !req.on_head(r.status, r.headers)) {
+                r.body_refused = true;
+            } else {
+                sink(r.body.data(), r.body.size());
+            }
             r.body.clear();
         }
         return r;
@@ -81,7 +86,10 @@ public:
         const auto colon = auth.find(':');
         if (colon == std::string::npos) return false;
         std::string blob, sig;
-        if (!base64_decode(auth.substr(0, colon), blob) || !base64_decode(auth.substr(colon + 1), sig)) return false;
+        auto b = base64_decode(auth.substr(0, colon)), g = base64_decode(auth.substr(colon + 1));
+        if (!b || !g) return false;
+        blob = *b;
+        sig = *g;
         // ssh wire form: string "ssh-ed25519", string key(32)
         if (blob.size() != 51 || blob.substr(4, 11) != "ssh-ed25519" || sig.size() != 64) return false;
         const std::string pub = blob.substr(19, 32);
@@ -92,6 +100,7 @@ public:
 private:
     std::map<std::string, std::map<uint64_t, std::string>> uploads_;  // session id -> offset -> bytes
     int next_upload_ = 0;
+    std::map<std::string, uint64_t> upload_end_;  // bytes accepted per upload session
 
     static net::Response status(int s, std::string body = "") {
         net::Response r;
@@ -191,6 +200,7 @@ private:
                     return status(503, "try again");
                 }
                 net::Response r;
+                upload_end_[id] = b + 1;
                 const std::string next = base + "/blobs/uploads/" + id + "?_state=" + std::to_string(b + 1);
                 if (redirect_uploads) {
                     r.status = 307;
@@ -203,6 +213,14 @@ private:
                 }
                 return r;
             }
+            if (req.method == "GET") {  // upload status, as distribution answers it
+                net::Response r = status(204);
+                const uint64_t end = upload_end_[id];
+                r.headers.set("Range", "0-" + std::to_string(end ? end - 1 : 0));
+                r.headers.set("Location", base + "/blobs/uploads/" + id + "?_state=" + std::to_string(end));
+                ++status_queries;
+                return r;
+            }
             if (req.method == "PUT") {
                 std::string all, md5s;
                 uint64_t expect = 0;
@@ -210,12 +228,12 @@ private:
                     if (off != expect) return status(400, "gap in parts");
                     all += bytes;
                     expect += bytes.size();
-                    Hasher h = Hasher::md5();
+                    Digest h(Digest::Algo::md5);
                     h.update(bytes);
-                    md5s += h.raw();
+                    md5s += h.finish();
                 }
                 if (sha256_digest(all) != q["digest"]) return status(400, "digest mismatch");
-                Hasher e = Hasher::md5();
+                Digest e(Digest::Algo::md5);
                 e.update(md5s);
                 if (q["etag"] != e.hex() + "-" + std::to_string(uploads_[id].size())) {
                     ++bad_etags;
@@ -242,7 +260,9 @@ private:
                 ++get_failures;
                 return status(503, "busy");
             }
-            return status(206, it->second.substr(a, b - a + 1));
+            net::Response r = status(206, it->second.substr(a, b - a + 1));
+            r.headers.set("Content-Range", "bytes " + std::to_string(a) + "-" + std::to_string(b) + "/" + std::to_string(it->second.size()));
+            return r;
         }
         if (op.rfind("/manifests/", 0) == 0) {
             const std::string key = ns + "/" + model + ":" + op.substr(11);
@@ -327,6 +347,8 @@ TEST(OllamaPush, PresignedPartsInParallelWithRetryThenSkipThenPull) {
     EXPECT_EQ(reg->signed_strings[0].rfind("GET,http://reg.test/v2/token?nonce=", 0), 0u) << reg->signed_strings[0];
     EXPECT_EQ(reg->storage_failures, 1);
     EXPECT_EQ(reg->patch_failures, 1);
+    EXPECT_EQ(reg->status_queries, 1);  // after the failed PATCH: where does the session stand?
+    EXPECT_EQ(c.transfer_stats().resumed, 1);
     EXPECT_EQ(reg->storage_puts, 11 + 1 + 1 + 1 + 1);  // model parts + retry + template, params, config
     EXPECT_EQ(reg->storage_puts_with_auth, 0);          // presigned storage never sees the token
     EXPECT_EQ(reg->patches_following_redirects, 0);
@@ -354,7 +376,7 @@ TEST(OllamaPush, PresignedPartsInParallelWithRetryThenSkipThenPull) {
     const PullResult pr = p.pull(store);
     EXPECT_EQ(pr.downloaded, 4);
     EXPECT_EQ(reg->get_failures, 1);
-    EXPECT_EQ(reg->ranged_gets, 11 + 1 + 3);
+    EXPECT_EQ(reg->ranged_gets, 11 + 1);  // the three small blobs come in one plain GET each
     EXPECT_GT(reg->max_gets_in_flight.load(), 1) << "parts were not downloaded in parallel";
     EXPECT_EQ(pr.manifest_digest, r.manifest_digest);
     for (const OllamaBlob* b : m.blobs()) EXPECT_EQ(cmf::test::read_file(store.blob_path(b->digest)), b->data);

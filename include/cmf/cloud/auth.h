@@ -23,7 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 #include "cmf/cloud/jwt.h"
 #include "cmf/cloud/metadata.h"
 #include "cmf/cloud/token_source.h"
@@ -230,7 +230,7 @@ inline Credentials load_credentials_file(std::shared_ptr<net::HttpClient> http, 
         AuthorizedUser u = parse_authorized_user(j, what);
         c.tokens = std::make_shared<AuthorizedUserTokenSource>(std::move(http), std::move(u));
     } else {
-        fail(ErrorKind::auth, what + ": credential type \"" + redact(type, {}) +
+        fail(ErrorKind::auth, what + ": credential type \"" + one_line(type) +
                                   "\" is not supported (use a service_account key or `gcloud auth "
                                   "application-default login`)");
     }

@@ -39,7 +39,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 #include "cmf/cloud/token_source.h"
 #include "cmf/core/error.h"
 #include "cmf/net/http.h"
@@ -230,7 +230,7 @@ inline Operation parse_operation(const nlohmann::json& j) {
     if (j.contains("error") && j["error"].is_object() && j["error"].contains("errors") && j["error"]["errors"].is_array())
         for (const auto& e : j["error"]["errors"])
             if (e.is_object())
-                op.errors.push_back({e.value("code", std::string()), redact(e.value("message", std::string()), {})});
+                op.errors.push_back({e.value("code", std::string()), one_line(e.value("message", std::string()))});
     return op;
 }
 
@@ -251,7 +251,7 @@ inline GceFailure classify(const std::vector<OperationError>& errors) {
 inline std::string describe_errors(const std::vector<OperationError>& errors) {
     std::string o;
     for (const auto& e : errors) o += (o.empty() ? "" : "; ") + e.code + (e.message.empty() ? "" : ": " + e.message);
-    return redact(o, {});
+    return one_line(o);
 }
 
 // The Google error envelope {"error":{"code","message","errors":[{"reason","message"}]}} as errors.
@@ -269,7 +269,7 @@ inline std::vector<OperationError> parse_error_envelope(const std::string& body)
     if (is_stockout_text(msg)) code = msg.find("_WITH_DETAILS") != std::string::npos ? "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
                                                                                    : "ZONE_RESOURCE_POOL_EXHAUSTED";
     else if (msg.find("QUOTA_EXCEEDED") != std::string::npos || reason == "quotaExceeded") code = "QUOTA_EXCEEDED";
-    out.push_back({code, redact(msg, {})});
+    out.push_back({code, one_line(msg)});
     return out;
 }
 
@@ -336,7 +336,7 @@ public:
         net::Response r = call("POST", url, body, "instances.insert " + spec.name, /*stop_on_stockout=*/true);
         if (r.status < 200 || r.status >= 300) {
             auto errs = parse_error_envelope(r.body);
-            if (errs.empty()) errs.push_back({"HTTP_" + std::to_string(r.status), redact(r.body, {})});
+            if (errs.empty()) errs.push_back({"HTTP_" + std::to_string(r.status), one_line(r.body)});
             res.failure = classify(errs);
             if (res.failure == GceFailure::none) res.failure = GceFailure::other;
             res.error = "HTTP " + std::to_string(r.status) + ": " + describe_errors(errs);
@@ -521,7 +521,7 @@ private:
             if (attempt >= opt_.max_attempts) {
                 if (r) return *r;
                 fail(ErrorKind::network, "Compute API: " + what + " failed after " + std::to_string(attempt) + " attempts: " +
-                                             redact(transport_error, {}));
+                                             one_line(transport_error));
             }
             opt_.sleep(backoff);
             backoff = std::min(backoff * 2, opt_.max_backoff);

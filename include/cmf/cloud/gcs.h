@@ -40,12 +40,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cmf/cloud/crc32c.h"
-#include "cmf/cloud/encoding.h"
-#include "cmf/cloud/md5.h"
+#include "cmf/core/crc32c.h"
+#include "cmf/core/encoding.h"
+#include "cmf/core/digest.h"
 #include "cmf/cloud/token_source.h"
 #include "cmf/core/error.h"
 #include "cmf/net/http.h"
+#include "cmf/net/transfer.h"
 
 namespace cmf::cloud {
 
@@ -219,7 +220,7 @@ inline std::string gcs_error_message(std::string_view body) {
     nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_object())
         if (auto e = j.find("error"); e != j.end() && e->is_object())
-            if (auto m = e->find("message"); m != e->end() && m->is_string()) return redact(m->get<std::string>(), {});
+            if (auto m = e->find("message"); m != e->end() && m->is_string()) return one_line(m->get<std::string>());
     return "";
 }
 
@@ -303,31 +304,36 @@ public:
         return std::move(r.body);
     }
 
-    // Downloads into `path` with parallel Range GETs into a temp file (pwrite), fsync, verifies
-    // the whole object's crc32c (and md5Hash when present), refetching on a mismatch, then
-    // renames into place. Returns the object's metadata.
+    // Downloads the object's current generation into `path` through the transfer engine
+    // (net/transfer.h): parallel Range GETs of that generation, a broken stream continued where it
+    // stopped, crc32c (and md5Hash when present) checked before `path` appears, a mismatch
+    // refetched. Returns the object's metadata.
     ObjectInfo download_to_file(const std::string& bucket, const std::string& object, const std::filesystem::path& path,
                                 const DownloadOptions& dopt = {}) {
         const std::string where = "gs://" + bucket + "/" + object;
         std::optional<ObjectInfo> info = stat(bucket, object);
         if (!info) fail(ErrorKind::remote, where + ": no such object");
-        std::filesystem::path tmp = path;
-        tmp += ".cmf-partial";
-        for (int whole = 1;; ++whole) {
-            fetch_parts(bucket, object, *info, tmp, dopt);
-            std::string bad = verify_file(tmp, *info);
-            if (bad.empty()) break;
-            if (whole >= dopt.whole_attempts) {
-                std::error_code ec;
-                std::filesystem::remove(tmp, ec);
-                fail(ErrorKind::remote, where + ": downloaded data does not match the object's " + bad + " after " +
-                                            std::to_string(whole) + " attempts");
-            }
-        }
-        std::error_code ec;
-        std::filesystem::rename(tmp, path, ec);
-        if (ec) fail(ErrorKind::io, "cannot rename " + tmp.string() + " to " + path.string() + ": " + ec.message());
-        sync_dir(path);
+        const std::string url = object_url(bucket, object) + "?alt=media&generation=" + std::to_string(info->generation);
+        net::Source src;
+        src.what = "GCS download " + where;
+        src.identity = where + "#" + std::to_string(info->generation);
+        src.request = [this, url] { return json_request("GET", url); };
+        src.send = [this](const net::Request& q, const net::BodySink& sink) { return send(q, sink); };
+        const std::int64_t generation = info->generation;
+        src.fail_status = [this, bucket, object, where, generation](const net::Response& r) {
+            if (r.status == 404)
+                fail(ErrorKind::remote, where + ": generation " + std::to_string(generation) + " disappeared during the download");
+            check(r, "download", bucket, object);
+        };
+        net::TransferOptions o;
+        o.connections = std::max(1, dopt.threads);
+        o.chunk_size = std::max<std::uint64_t>(dopt.part_size, 1);
+        o.expected_size = info->size;
+        if (!info->crc32c.empty()) o.checksums.push_back(net::Checksum::crc32c(info->crc32c));
+        if (!info->md5_hash.empty()) o.checksums.push_back(net::Checksum::md5(info->md5_hash));
+        o.retry = retry_policy(dopt.attempts_per_part);
+        o.verify_attempts = std::max(1, dopt.whole_attempts);
+        last_download_ = net::download(*http_, src, path, o);
         return *info;
     }
 
@@ -368,118 +374,89 @@ public:
         return UploadResult{true, std::move(o)};
     }
 
-    // Resumable upload of a local file (cloud.md 4.1): survives dropped connections and 5xx by
-    // asking the session how much it persisted; restarts the session on 404/410.
+    // Resumable upload of a local file (cloud.md 4.1) through the transfer engine
+    // (net/transfer.h): chunks of a 256 KiB multiple; after a dropped connection or a 5xx it asks
+    // the session how much it persisted and continues from there (at any 256 KiB boundary);
+    // a session that answers 404/410 is started again. The stored object's size and crc32c are
+    // checked against the file.
     UploadResult upload_file(const std::string& bucket, const std::string& object, const std::filesystem::path& path,
                              const UploadOptions& uopt = {}) {
         const std::string where = "gs://" + bucket + "/" + object;
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) fail(ErrorKind::io, "cannot open " + path.string() + ": " + std::strerror(errno));
-        FdCloser closer{fd};
-        struct stat st {};
-        if (::fstat(fd, &st) != 0) fail(ErrorKind::io, "cannot stat " + path.string());
-        const std::uint64_t total = static_cast<std::uint64_t>(st.st_size);
-        const std::string ours = crc32c_base64(file_crc32c(fd, total, path));
-        std::uint64_t chunk = std::max<std::uint64_t>(kResumableChunkMultiple,
-                                                      uopt.chunk_size / kResumableChunkMultiple * kResumableChunkMultiple);
-        std::string buf;
-        for (int restart = 0;; ++restart) {
-            std::optional<std::string> session = start_session(bucket, object, uopt, total, ours);
-            if (!session) return UploadResult{false, std::nullopt};
-            std::uint64_t offset = 0;
-            int stalls = 0;
-            bool gone = false;
-            std::optional<net::Response> done;
-            while (!done && !gone) {
-                net::Response r;
-                bool failed = false;
-                std::uint64_t len = std::min(chunk, total - offset);
-                try {
-                    if (offset == total && total != 0) {
-                        r = query_session(*session, total);
-                    } else {
-                        buf.resize(len);
-                        read_at(fd, buf.data(), len, offset, path);
-                        net::Request req;
-                        req.method = "PUT";
-                        req.url = net::Url::parse(*session);
-                        req.headers.set("Content-Range", total == 0 ? "bytes */0"
-                                                                    : "bytes " + std::to_string(offset) + "-" +
-                                                                          std::to_string(offset + len - 1) + "/" +
-                                                                          std::to_string(total));
-                        if (offset + len == total) req.headers.set("x-goog-hash", "crc32c=" + ours);
-                        req.body = buf;
-                        // We recover with a status query ourselves; a blind resend could
-                        // overlap what the server already persisted.
-                        req.idempotent = false;
-                        r = http_->send(req);
-                    }
-                } catch (const Error& e) {
-                    if (e.kind() != ErrorKind::network) throw;
-                    failed = true;
-                }
-                if (!failed) {
-                    if (r.status == 200 || r.status == 201) {
-                        done = std::move(r);
-                        break;
-                    }
-                    if (r.status == 308) {
-                        auto persisted = persisted_from_range(r.headers.get("Range"));
-                        if (!persisted || *persisted > total)
-                            fail(ErrorKind::remote, where + ": upload session reported a bad Range");
-                        if (*persisted > offset) stalls = 0;
-                        else ++stalls;
-                        offset = *persisted;
-                        if (stalls > opt_.max_upload_stalls)
-                            fail(ErrorKind::remote, where + ": upload makes no progress");
-                        continue;
-                    }
-                    if (r.status == 404 || r.status == 410) {
-                        gone = true;
-                        break;
-                    }
-                    if (r.status == 412 && uopt.if_generation_match) return UploadResult{false, std::nullopt};
-                    if (!net::RetryPolicy::retryable_status(r.status)) check(r, "upload", bucket, object);
-                    failed = true;
-                }
-                // Dropped connection or transient status: back off, then ask where we are.
-                if (++stalls > opt_.max_upload_stalls)
-                    fail(ErrorKind::network, where + ": upload failed " + std::to_string(stalls) + " times without progress");
-                backoff(stalls);
-                try {
-                    net::Response q = query_session(*session, total);
-                    if (q.status == 200 || q.status == 201) {
-                        done = std::move(q);
-                    } else if (q.status == 308) {
-                        auto persisted = persisted_from_range(q.headers.get("Range"));
-                        if (!persisted || *persisted > total)
-                            fail(ErrorKind::remote, where + ": upload session reported a bad Range");
-                        if (*persisted > offset) stalls = 0;
-                        offset = *persisted;
-                    } else if (q.status == 404 || q.status == 410) {
-                        gone = true;
-                    } else if (q.status == 412 && uopt.if_generation_match) {
-                        return UploadResult{false, std::nullopt};
-                    } else if (!net::RetryPolicy::retryable_status(q.status)) {
-                        check(q, "upload", bucket, object);
-                    }
-                } catch (const Error& e) {
-                    if (e.kind() != ErrorKind::network) throw;
-                }
+        std::error_code ec;
+        const std::uint64_t total = std::filesystem::file_size(path, ec);
+        if (ec) fail(ErrorKind::io, "cannot stat " + path.string() + ": " + ec.message());
+        const std::string ours = crc32c_base64(file_crc32c(path, total));
+        struct PreconditionFailed {};
+        std::string session;
+        auto ack_of = [&](net::Response r) {
+            net::UploadAck a;
+            if (r.status == 200 || r.status == 201) {
+                a.state = net::UploadAck::State::complete;
+            } else if (r.status == 308) {
+                auto persisted = persisted_from_range(r.headers.get("Range"));
+                if (!persisted || *persisted > total) fail(ErrorKind::remote, where + ": upload session reported a bad Range");
+                a.state = net::UploadAck::State::persisted;
+                a.persisted = *persisted;
+            } else if (r.status == 404 || r.status == 410) {
+                a.state = net::UploadAck::State::gone;
+            } else if (r.status == 412 && uopt.if_generation_match) {
+                throw PreconditionFailed{};
+            } else if (net::RetryPolicy::retryable_status(r.status)) {
+                a.state = net::UploadAck::State::transient;
+            } else {
+                check(r, "upload", bucket, object);
+                fail(ErrorKind::remote, "GCS upload " + where + ": HTTP " + std::to_string(r.status));
             }
-            if (done) {
-                ObjectInfo o = parse_object_resource(done->body);
-                if (o.size != total)
-                    fail(ErrorKind::remote, where + ": stored size " + std::to_string(o.size) + " differs from the file's " +
-                                                std::to_string(total));
-                if (o.crc32c != ours)
-                    fail(ErrorKind::remote, where + ": stored crc32c " + o.crc32c + " differs from the file's " + ours);
-                return UploadResult{true, std::move(o)};
-            }
-            if (restart >= opt_.max_upload_restarts)
-                fail(ErrorKind::remote, where + ": the upload session expired " + std::to_string(restart + 1) + " times");
+            a.response = std::move(r);
+            return a;
+        };
+        net::UploadSession s;
+        s.what = "GCS upload " + where;
+        s.start = [&] {
+            auto started = start_session(bucket, object, uopt, total, ours);
+            if (!started) return false;
+            session = *started;
+            return true;
+        };
+        s.send = [&](std::uint64_t offset, net::BodySource body) {
+            const std::uint64_t len = *body.size;
+            net::Request req;
+            req.method = "PUT";
+            req.url = net::Url::parse(session);
+            req.headers.set("Content-Range", total == 0 ? "bytes */0"
+                                                        : "bytes " + std::to_string(offset) + "-" + std::to_string(offset + len - 1) +
+                                                              "/" + std::to_string(total));
+            if (offset + len == total) req.headers.set("x-goog-hash", "crc32c=" + ours);
+            req.source = std::move(body);
+            // The engine recovers with a status query; a blind resend could overlap what the
+            // server already persisted.
+            req.idempotent = false;
+            return ack_of(http_->send(req));
+        };
+        s.query = [&] { return ack_of(query_session(session, total)); };
+        net::UploadOptions o;
+        o.chunk_size = std::max<std::uint64_t>(kResumableChunkMultiple, uopt.chunk_size / kResumableChunkMultiple * kResumableChunkMultiple);
+        o.retry = retry_policy(opt_.max_upload_stalls);
+        o.max_restarts = opt_.max_upload_restarts;
+        net::UploadResult r;
+        try {
+            r = net::upload(path, s, o);
+        } catch (const PreconditionFailed&) {
+            return UploadResult{false, std::nullopt};
         }
+        if (!r.started) return UploadResult{false, std::nullopt};
+        ObjectInfo info = parse_object_resource(r.final.body);
+        if (info.size != total)
+            fail(ErrorKind::remote, where + ": stored size " + std::to_string(info.size) + " differs from the file's " + std::to_string(total));
+        if (info.crc32c != ours) fail(ErrorKind::remote, where + ": stored crc32c " + info.crc32c + " differs from the file's " + ours);
+        last_upload_ = r;
+        return UploadResult{true, std::move(info)};
     }
+
+    // What the last upload_file / download_to_file had to survive (tests read it; not meant for
+    // concurrent calls).
+    const net::UploadResult& last_upload() const { return last_upload_; }
+    const net::TransferResult& last_download() const { return last_download_; }
 
     // Deletes the object (optionally only that generation). false when it did not exist.
     bool remove(const std::string& bucket, const std::string& object,
@@ -501,13 +478,6 @@ public:
     }
 
 private:
-    struct FdCloser {
-        int fd;
-        ~FdCloser() {
-            if (fd >= 0) ::close(fd);
-        }
-    };
-
     net::Request json_request(const std::string& method, const std::string& url) const {
         net::Request req;
         req.method = method;
@@ -547,16 +517,6 @@ private:
         if (r.status == 401 || r.status == 403)
             fail(ErrorKind::auth, line + (opt_.anonymous ? "" : "; credentials: " + tokens_->describe()));
         fail(ErrorKind::remote, line);
-    }
-
-    void backoff(int failures) const {
-        auto ms = opt_.initial_backoff.count();
-        for (int i = 1; i < failures && ms < opt_.max_backoff.count(); ++i) ms *= 2;
-        ms = std::min<long long>(ms, opt_.max_backoff.count());
-        thread_local std::mt19937_64 rng{std::random_device{}()};
-        // full jitter
-        auto sleep = std::uniform_int_distribution<long long>(ms / 2, std::max<long long>(ms, 1))(rng);
-        std::this_thread::sleep_for(std::chrono::milliseconds(sleep));
     }
 
     static std::string make_boundary(std::string_view data) {
@@ -607,158 +567,27 @@ private:
         return http_->send(req);
     }
 
-    static void read_at(int fd, char* buf, std::uint64_t len, std::uint64_t off, const std::filesystem::path& path) {
-        while (len) {
-            ssize_t n = ::pread(fd, buf, len, static_cast<off_t>(off));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) fail(ErrorKind::io, "cannot read " + path.string());
-            buf += n;
-            len -= static_cast<std::uint64_t>(n);
-            off += static_cast<std::uint64_t>(n);
-        }
-    }
-
-    static std::uint32_t file_crc32c(int fd, std::uint64_t total, const std::filesystem::path& path) {
+    static std::uint32_t file_crc32c(const std::filesystem::path& path, std::uint64_t total) {
         Crc32c c;
-        std::vector<char> buf(4 << 20);
-        for (std::uint64_t off = 0; off < total;) {
-            std::uint64_t n = std::min<std::uint64_t>(buf.size(), total - off);
-            read_at(fd, buf.data(), n, off, path);
-            c.update(buf.data(), n);
-            off += n;
-        }
+        const std::uint64_t n = read_file_chunks(path, [&](const char* b, std::size_t len) { c.update(b, len); });
+        if (n != total) fail(ErrorKind::io, path.string() + " changed while it was read");
         return c.value();
     }
 
-    static void sync_dir(const std::filesystem::path& path) {
-        auto dir = path.parent_path();
-        if (dir.empty()) dir = ".";
-        int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (d >= 0) {
-            ::fsync(d);
-            ::close(d);
-        }
-    }
-
-    // All bytes of the pinned generation into `tmp` (created/truncated to the object size).
-    void fetch_parts(const std::string& bucket, const std::string& object, const ObjectInfo& info,
-                     const std::filesystem::path& tmp, const DownloadOptions& dopt) {
-        const std::string where = "gs://" + bucket + "/" + object;
-        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) fail(ErrorKind::io, "cannot create " + tmp.string() + ": " + std::strerror(errno));
-        FdCloser closer{fd};
-        if (::ftruncate(fd, static_cast<off_t>(info.size)) != 0)
-            fail(ErrorKind::io, "cannot size " + tmp.string() + ": " + std::strerror(errno));
-        const std::uint64_t part = std::max<std::uint64_t>(dopt.part_size, 1);
-        const std::uint64_t nparts = (info.size + part - 1) / part;
-        std::atomic<std::uint64_t> next{0};
-        std::mutex err_mu;
-        std::exception_ptr first_error;
-        std::atomic<bool> abort{false};
-        auto worker = [&] {
-            try {
-                for (std::uint64_t i; !abort && (i = next++) < nparts;) {
-                    std::uint64_t a = i * part, b = std::min(info.size, a + part) - 1;
-                    fetch_range(bucket, object, info, fd, a, b, dopt, where);
-                }
-            } catch (...) {
-                std::lock_guard lock(err_mu);
-                if (!first_error) first_error = std::current_exception();
-                abort = true;
-            }
-        };
-        int nthreads = static_cast<int>(std::min<std::uint64_t>(std::max(dopt.threads, 1), std::max<std::uint64_t>(nparts, 1)));
-        std::vector<std::thread> pool;
-        for (int t = 1; t < nthreads; ++t) pool.emplace_back(worker);
-        worker();
-        for (auto& t : pool) t.join();
-        if (first_error) std::rethrow_exception(first_error);
-        if (::fsync(fd) != 0) fail(ErrorKind::io, "cannot fsync " + tmp.string() + ": " + std::strerror(errno));
-    }
-
-    // Bytes [a, b] into fd at the same offsets; resumes from the last byte written after a
-    // dropped connection or a retryable status.
-    void fetch_range(const std::string& bucket, const std::string& object, const ObjectInfo& info, int fd,
-                     std::uint64_t a, std::uint64_t b, const DownloadOptions& dopt, const std::string& where) {
-        std::uint64_t pos = a;
-        int failures = 0;
-        while (pos <= b) {
-            std::uint64_t start = pos;
-            bool io_error = false;
-            net::BodySink sink = [&](const char* data, std::size_t len) {
-                if (pos + len > b + 1) return false;  // more than we asked for: the server ignored Range
-                for (std::size_t done = 0; done < len;) {
-                    ssize_t n = ::pwrite(fd, data + done, len - done, static_cast<off_t>(pos + done));
-                    if (n < 0 && errno == EINTR) continue;
-                    if (n <= 0) {
-                        io_error = true;
-                        return false;
-                    }
-                    done += static_cast<std::size_t>(n);
-                }
-                pos += len;
-                return true;
-            };
-            std::string url = object_url(bucket, object) + "?alt=media&generation=" + std::to_string(info.generation);
-            net::Request req = json_request("GET", url);
-            req.headers.set("Range", "bytes=" + std::to_string(start) + "-" + std::to_string(b));
-            bool ok = false;
-            std::string why;
-            try {
-                net::Response r = send(req, sink);
-                if (io_error) fail(ErrorKind::io, "cannot write the download of " + where + ": " + std::strerror(errno));
-                if (r.status == 206 || (r.status == 200 && start == 0 && b + 1 == info.size)) {
-                    ok = pos == b + 1;
-                    if (!ok) why = "short body";
-                } else if (r.status == 200) {
-                    pos = start;  // the whole object came back; nothing trustworthy was kept
-                    why = "server ignored Range";
-                } else if (r.status == 404) {
-                    fail(ErrorKind::remote, where + ": generation " + std::to_string(info.generation) +
-                                                " disappeared during the download");
-                } else if (!net::RetryPolicy::retryable_status(r.status)) {
-                    check(r, "download", bucket, object);
-                    why = "HTTP " + std::to_string(r.status);
-                } else {
-                    why = "HTTP " + std::to_string(r.status);
-                }
-            } catch (const Error& e) {
-                if (e.kind() != ErrorKind::network) throw;
-                why = e.what();
-            }
-            if (ok) return;
-            if (pos > start) failures = 0;  // progress: this is a new failure, not the same one
-            if (++failures >= dopt.attempts_per_part)
-                fail(ErrorKind::network, where + ": bytes " + std::to_string(a) + "-" + std::to_string(b) + " failed " +
-                                             std::to_string(failures) + " times (" + why + ")");
-            backoff(failures);
-        }
-    }
-
-    // "" when the file matches the object, else which checksum differs.
-    static std::string verify_file(const std::filesystem::path& tmp, const ObjectInfo& info) {
-        int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) fail(ErrorKind::io, "cannot reopen " + tmp.string());
-        FdCloser closer{fd};
-        Crc32c c;
-        std::optional<Md5> md5;
-        if (!info.md5_hash.empty()) md5.emplace();
-        std::vector<char> buf(4 << 20);
-        for (std::uint64_t off = 0; off < info.size;) {
-            std::uint64_t n = std::min<std::uint64_t>(buf.size(), info.size - off);
-            read_at(fd, buf.data(), n, off, tmp);
-            c.update(buf.data(), n);
-            if (md5) md5->update(buf.data(), n);
-            off += n;
-        }
-        if (!info.crc32c.empty() && crc32c_base64(c.value()) != info.crc32c) return "crc32c";
-        if (md5 && md5->finish_base64() != info.md5_hash) return "md5Hash";
-        return "";
+    // The engine's retry policy from this client's backoff settings.
+    net::RetryPolicy retry_policy(int attempts) const {
+        net::RetryPolicy p;
+        p.max_attempts = std::max(1, attempts);
+        p.initial_backoff = opt_.initial_backoff;
+        p.max_backoff = opt_.max_backoff;
+        return p;
     }
 
     std::shared_ptr<net::HttpClient> http_;
     std::shared_ptr<TokenSource> tokens_;
     GcsOptions opt_;
+    net::UploadResult last_upload_;
+    net::TransferResult last_download_;
 };
 
 }  // namespace cmf::cloud

@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 #include "cmf/core/error.h"
 
 namespace cmf::cloud {

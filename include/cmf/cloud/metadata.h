@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 #include "cmf/cloud/token_source.h"
 #include "cmf/core/error.h"
 #include "cmf/net/http.h"

@@ -21,7 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
+#include "cmf/core/redact.h"
 #include "cmf/core/error.h"
 
 namespace cmf::cloud {
@@ -102,22 +103,6 @@ private:
     std::string token_;
 };
 
-// Replaces every occurrence of each secret in `text` by "<redacted>", and clips the text to one
-// line of at most 300 characters (server replies go into one-line messages).
-inline std::string redact(std::string text, const std::vector<std::string>& secrets) {
-    // Servers may echo a secret as sent: raw, or form/percent-encoded.
-    for (const auto& raw : secrets) {
-        for (const std::string& s : {raw, percent_encode(raw)}) {
-            if (s.size() < 4) continue;
-            for (std::size_t p; (p = text.find(s)) != std::string::npos;) text.replace(p, s.size(), "<redacted>");
-        }
-    }
-    for (char& c : text)
-        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-    if (text.size() > 300) text = text.substr(0, 297) + "...";
-    return text;
-}
-
 // Parses an OAuth2 token reply (token endpoint or metadata server):
 // {"access_token": "...", "expires_in": 3599, "token_type": "Bearer", ...}. `expires_in` may be
 // a number or a numeric string. Throws cmf::Error(auth) on anything else; the message never
@@ -163,7 +148,7 @@ inline std::string oauth_error_text(std::string_view body, const std::vector<std
     if (auto e = j.find("error"); e != j.end() && e->is_string()) out = e->get<std::string>();
     if (auto d = j.find("error_description"); d != j.end() && d->is_string())
         out += (out.empty() ? "" : ": ") + d->get<std::string>();
-    return redact(out, secrets);
+    return one_line(redact(out, secrets));
 }
 
 }  // namespace cmf::cloud

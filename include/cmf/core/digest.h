@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cmf/core/encoding.h"
 #include "cmf/core/error.h"
 
 namespace cmf {
@@ -55,6 +56,13 @@ public:
 private:
     std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
 };
+
+// base64 of the MD5 digest, as GCS reports md5Hash.
+inline std::string md5_base64(std::string_view data) {
+    Digest d(Digest::Algo::md5);
+    d.update(data);
+    return base64_encode(d.finish());
+}
 
 inline std::string sha256_hex(std::string_view data) {
     Digest d;

@@ -16,7 +16,7 @@
 #include <memory>
 #include <string>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 #include "cmf/cloud/metadata.h"
 #include "cmf/core/error.h"
 #include "cmf/net/http.h"
@@ -36,8 +36,8 @@ struct SelfDeleteResult {
 
 inline std::string self_delete_url(std::string endpoint, const std::string& project, const std::string& zone, const std::string& name) {
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
-    return endpoint + "/projects/" + cloud::percent_encode(project) + "/zones/" + cloud::percent_encode(zone) + "/instances/" +
-           cloud::percent_encode(name);
+    return endpoint + "/projects/" + cmf::percent_encode(project) + "/zones/" + cmf::percent_encode(zone) + "/instances/" +
+           cmf::percent_encode(name);
 }
 
 inline SelfDeleteResult delete_own_instance(const std::shared_ptr<net::HttpClient>& http, const cloud::MetadataServer& mds,

@@ -12,7 +12,7 @@
 //   5. push: WorkerHooks::push (the Ollama registry seam); reported as skipped with a reason
 //      when no registry is configured or the client is not in this build
 // A failure marks the variants it hit with `<variant>-error.fail` (the error line) and uploads
-// their build logs. Every line written anywhere passes through the Redactor (secrets -> ***).
+// their build logs. Every line written anywhere passes through the Redactor (core/redact.h).
 // The core prints nothing: console lines go to WorkerHooks::console.
 #pragma once
 
@@ -40,7 +40,7 @@
 #include "cmf/factory/job.h"
 #include "cmf/factory/model_card.h"
 #include "cmf/factory/ollama_export.h"
-#include "cmf/factory/redact.h"
+#include "cmf/core/redact.h"
 #include "cmf/factory/status.h"
 #include "cmf/pipeline/convert.h"
 #include "cmf/pipeline/ollama_layout.h"

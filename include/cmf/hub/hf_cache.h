@@ -5,7 +5,10 @@
 //     models--ORG--REPO/                 repo folder: "models" + "--" + repo id with '/' -> "--"
 //       blobs/<etag>                     file content, named by the Hub's etag (sha256 for
 //                                        LFS/Xet files, git blob id for small files)
-//       blobs/<etag>.incomplete          download in progress, renamed into place when complete
+//       blobs/<etag>.incomplete          huggingface_hub's download in progress (cmf's own is
+//                                        blobs/<etag>.cmf-partial + .cmf-partial.json, resumable,
+//                                        net/transfer.h; a different name, so neither tool
+//                                        resumes the other's half-written file)
 //       snapshots/<commit>/<path>        relative symlink to ../../blobs/<etag> (one more ../
 //                                        per directory level in <path>)
 //       refs/<revision>                  the commit the revision resolved to, no newline
@@ -72,12 +75,6 @@ public:
         return fs::is_regular_file(p, ec) && fs::file_size(p, ec) == size && !ec;
     }
 
-    // Moves a finished `.incomplete` file into place as blobs/<etag>.
-    void commit_blob(const std::string& repo_id, const std::string& etag, const fs::path& incomplete) const {
-        std::error_code ec;
-        fs::rename(incomplete, blob_path(repo_id, etag), ec);
-        if (ec) fail_io("cannot move " + incomplete.string() + " into the Hugging Face cache: " + ec.message());
-    }
 
     // snapshots/<commit>/<path> -> ../../blobs/<etag>, replacing whatever was there.
     void link_snapshot(const std::string& repo_id, const std::string& commit, const std::string& path,
@@ -121,12 +118,12 @@ public:
         return s;
     }
 
-    // Prepares blobs/ and returns the .incomplete path for a new download (truncated).
+    // Prepares blobs/ and returns the path a new blob is written to (atomically, by the caller).
     fs::path begin_blob(const std::string& repo_id, const std::string& etag) const {
         std::error_code ec;
         fs::create_directories(repo_dir(repo_id) / "blobs", ec);
         if (ec) fail_io("cannot create " + (repo_dir(repo_id) / "blobs").string() + ": " + ec.message());
-        return incomplete_path(repo_id, etag);
+        return blob_path(repo_id, etag);
     }
 
     // flock(2) on .locks/.../<etag>.lock, released when the object dies: two cmf processes

@@ -8,8 +8,8 @@
 //                  X-Repo-Commit, X-Linked-Etag (else ETag), X-Linked-Size (else Content-Length),
 //                  Location (CDN / bridge URL, presigned, ~1 h)
 //   download_to    GET  Location without Authorization when its host differs from the Hub's
-//                  (presigned URLs reject a second auth mechanism), else the resolve URL;
-//                  streamed to disk while hashing; size and etag (sha256 or git blob id) checked.
+//                  (presigned URLs reject a second auth mechanism), else the resolve URL,
+//                  through net/transfer.h (resumes mid-body; size and etag checked).
 // 401/403/404 are never retried (the HttpClient retries only 408/429/5xx), so a gated repo
 // without a token fails in one round trip.
 #pragma once
@@ -30,8 +30,8 @@
 #include "cmf/hub/hf_errors.h"
 #include "cmf/hub/hf_json.h"
 #include "cmf/hub/hf_source.h"
-#include "cmf/net/download.h"
 #include "cmf/net/http.h"
+#include "cmf/net/transfer.h"
 
 namespace cmf::hub {
 
@@ -57,9 +57,6 @@ struct FileMetadata {
     std::optional<std::string> location;  // absolute URL to GET (redirect target), if any
 };
 
-// Progress of one file's transfer: bytes so far of `total`.
-using ByteProgress = std::function<void(std::uint64_t done, std::uint64_t total)>;
-
 class HfClient {
 public:
     HfClient(std::shared_ptr<net::HttpClient> http, HfEnv env) : http_(std::move(http)), env_(std::move(env)) {
@@ -68,9 +65,10 @@ public:
 
     const HfEnv& env() const { return env_; }
 
-    // Parallel Range GETs per large file (1 = always one streamed GET).
+    // Parallel Range GETs per large file (1 = always one streamed GET), of this many bytes each.
     int connections = 8;
     std::uint64_t ranged_threshold = kRangedDownloadThreshold;
+    std::uint64_t chunk_size = net::kDefaultChunkSize;
     net::HttpClient& http() { return *http_; }
 
     void auth_check(const HfSource& src) {
@@ -143,65 +141,44 @@ public:
         }
     }
 
-    // Streams one file into `dest` (truncated) and checks it. `expected` is what the listing
-    // or a manifest says; the HEAD answer must agree with it.
-    void download_to(const std::string& repo_id, const std::string& commit, const RepoFile& expected, const fs::path& dest,
-                     const ByteProgress& progress = {}) {
+    // Downloads one file into `dest` through the transfer engine (net/transfer.h): one stream,
+    // or parallel ranges for large LFS files behind a CDN; a broken stream continues where it
+    // stopped; size and etag (sha256 or git blob id) are checked before `dest` appears.
+    // `expected` is what the listing or a manifest says; the HEAD answer must agree with it.
+    net::TransferResult download_to(const std::string& repo_id, const std::string& commit, const RepoFile& expected,
+                                    const fs::path& dest) {
         const FileMetadata meta = file_metadata(repo_id, commit, expected.path);
         if (meta.etag != expected.etag() || meta.size != expected.size)
             fail(ErrorKind::remote, "the Hub's answer for " + repo_id + "/" + expected.path + " at " + commit +
                                         " disagrees with its file listing (etag or size)");
-        if (meta.location && connections > 1 && meta.size >= ranged_threshold && expected.lfs()) {
-            ranged_download(repo_id, expected, meta, dest);
-            return;
-        }
-        net::Request q;
-        if (meta.location) {
-            q = base_request("GET", *meta.location, /*auth=*/same_host(*meta.location));
-        } else {
-            q = base_request("GET", resolve_url(repo_id, commit, expected.path));
-        }
-        q.headers.set("Accept-Encoding", "identity");
-        std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(dest.c_str(), "wb"), std::fclose);
-        if (!f) fail_io("cannot write " + dest.string());
-        Digest sha256, blob(Digest::Algo::sha1);
-        blob.update("blob " + std::to_string(meta.size));
-        blob.update("\0", 1);
-        std::uint64_t got = 0;
-        bool write_error = false;
-        auto r = send(q, [&](const char* d, std::size_t n) {
-            if (std::fwrite(d, 1, n, f.get()) != n) {
-                write_error = true;
-                return false;
-            }
-            sha256.update(d, n);
-            blob.update(d, n);
-            got += n;
-            if (progress) progress(got, meta.size);
-            return true;
-        });
-        if (write_error) fail_io("cannot write " + dest.string());
-        if (r.status / 100 != 2) {
-            if (meta.location && !same_host(*meta.location))
+        const bool cdn = meta.location && !same_host(*meta.location);
+        const std::string url = meta.location ? *meta.location : resolve_url(repo_id, commit, expected.path);
+        net::Source src;
+        src.what = repo_id + "/" + expected.path;  // never the URL: a CDN's query carries its signature
+        src.identity = meta.etag;
+        src.request = [this, url, cdn] { return base_request("GET", url, /*auth=*/!cdn); };
+        src.send = [this](const net::Request& q, const net::BodySink& sink) { return send(q, sink); };
+        src.fail_status = [this, cdn, repo_id, commit, expected](const net::Response& r) {
+            if (cdn)
                 fail(ErrorKind::remote, "the download server for " + repo_id + "/" + expected.path + " answered HTTP " +
                                             std::to_string(r.status));
             throw_hub_error(r, env_, {repo_id, commit, expected.path});
+        };
+        net::TransferOptions o;
+        o.connections = meta.location && meta.size >= ranged_threshold && expected.lfs() ? std::max(1, connections) : 1;
+        o.chunk_size = chunk_size;
+        o.expected_size = meta.size;
+        o.checksums = {expected.lfs() ? net::Checksum::sha256(meta.etag) : net::Checksum::git_blob(meta.etag)};
+        o.retry = retry;
+        try {
+            return net::download(*http_, src, dest, o);
+        } catch (const Error& e) {
+            throw Error(e.kind(), redact(e.what(), {env_.token}));
         }
-        if (std::fflush(f.get()) != 0) fail_io("cannot write " + dest.string());
-        if (got != meta.size)
-            fail(ErrorKind::remote, "size mismatch for " + repo_id + "/" + expected.path + ": expected " +
-                                        std::to_string(meta.size) + " bytes, received " + std::to_string(got));
-        const std::string digest = expected.lfs() ? sha256.hex() : blob.hex();
-        if (digest != meta.etag)
-            throw ChecksumMismatch(repo_id + "/" + expected.path + ": " + (expected.lfs() ? "sha256" : "git blob id") +
-                                   " mismatch (expected " + meta.etag + ", got " + digest + ")");
     }
 
-    // Thrown by download_to when the bytes do not hash to the expected etag: the caller may
-    // refetch once before giving up.
-    struct ChecksumMismatch : Error {
-        explicit ChecksumMismatch(const std::string& m) : Error(ErrorKind::remote, m) {}
-    };
+    // Attempts without progress per stream, and the backoff (tests shorten it).
+    net::RetryPolicy retry;
 
     std::string resolve_url(const std::string& repo_id, const std::string& revision, const std::string& path) const {
         return env_.endpoint + "/" + repo_id + "/resolve/" + url_quote(revision) + "/" + url_quote(path, "/");
@@ -213,25 +190,6 @@ public:
     }
 
 private:
-    // The CDN URL with N parallel Range GETs (net::download_file: resumable, sha256-checked;
-    // a server that ignores Range gets one plain stream).
-    void ranged_download(const std::string& repo_id, const RepoFile& expected, const FileMetadata& meta, const fs::path& dest) {
-        net::DownloadOptions o;
-        o.connections = connections;
-        o.expected_size = meta.size;
-        o.expected_sha256 = meta.etag;
-        o.headers.set("User-Agent", kHfUserAgent);
-        o.headers.set("Accept-Encoding", "identity");
-        if (same_host(*meta.location) && !env_.token.empty()) o.headers.set("Authorization", "Bearer " + env_.token);
-        try {
-            net::download_file(*http_, net::Url::parse(*meta.location), dest, o);
-        } catch (const Error& e) {
-            const std::string m = redact(e.what(), env_.token);
-            if (e.kind() == ErrorKind::input) throw ChecksumMismatch(repo_id + "/" + expected.path + ": sha256 mismatch (" + m + ")");
-            throw Error(e.kind(), repo_id + "/" + expected.path + ": " + m);
-        }
-    }
-
     net::Request api_request(const std::string& method, const std::string& path) {
         net::Request q = base_request(method, env_.endpoint + path);
         q.timeout = kHfMetadataTimeout;
@@ -252,7 +210,7 @@ private:
         try {
             return http_->send(q, sink);
         } catch (const Error& e) {
-            throw Error(e.kind(), redact(e.what(), env_.token));
+            throw Error(e.kind(), redact(e.what(), {env_.token}));
         }
     }
 

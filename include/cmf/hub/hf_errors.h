@@ -12,6 +12,7 @@
 #include <string>
 
 #include "cmf/core/error.h"
+#include "cmf/core/redact.h"
 #include "cmf/hub/hf_env.h"
 #include "cmf/net/http.h"
 
@@ -20,11 +21,6 @@ namespace cmf::hub {
 constexpr const char* kInvalidCredentials = "Invalid credentials in Authorization header";
 constexpr const char* kDisabledRepo = "Access to this resource is disabled.";
 
-inline std::string redact(std::string s, const std::string& secret) {
-    if (secret.empty()) return s;
-    for (auto p = s.find(secret); p != std::string::npos; p = s.find(secret, p)) s.replace(p, secret.size(), "[redacted]");
-    return s;
-}
 
 // What was being asked, for the message: repo and, when relevant, revision and file.
 struct HfTarget {
@@ -38,7 +34,7 @@ struct HfTarget {
     const std::string msg = r.headers.get("X-Error-Message").value_or("");
     const bool has_token = !env.token.empty();
     const std::string page = env.repo_page(t.repo_id);
-    auto raise = [&](ErrorKind k, const std::string& m) -> void { throw Error(k, redact(m, env.token)); };
+    auto raise = [&](ErrorKind k, const std::string& m) -> void { throw Error(k, redact(m, {env.token})); };
     if (code == "GatedRepo") {
         if (has_token)
             raise(ErrorKind::auth, "gated model " + t.repo_id + ": the account of the Hugging Face token (" + env.token_origin +

@@ -1,7 +1,7 @@
 // Downloading a repository snapshot into the HF cache (what huggingface_hub's
 // snapshot_download does): resolve the revision to a commit, list the files at that commit,
-// and for each selected file reuse blobs/<etag> when present or download it to
-// blobs/<etag>.incomplete, check it, rename it, and link snapshots/<commit>/<path> to it.
+// and for each selected file reuse blobs/<etag> when present or download it (net/transfer.h:
+// blobs/<etag>.cmf-partial, checked, renamed to blobs/<etag>), and link snapshots/<commit>/<path>.
 #pragma once
 
 #include <fnmatch.h>
@@ -20,8 +20,6 @@
 #include "cmf/hub/hf_client.h"
 
 namespace cmf::hub {
-
-constexpr int kChecksumAttempts = 2;  // a corrupted transfer is refetched once, then it is an error
 
 // --include patterns use fnmatch without FNM_PATHNAME ('*' also matches '/'), like
 // huggingface_hub's allow_patterns. No pattern selects everything.
@@ -84,7 +82,9 @@ inline void parallel_for(std::size_t n, int workers, const std::function<void(st
 }
 
 // Makes sure one file is in the cache and linked into the snapshot; returns bytes downloaded.
-// The caller holds the blob's lock (HfCache::lock_blob).
+// The caller holds the blob's lock (HfCache::lock_blob). The transfer engine writes
+// blobs/<etag>.cmf-partial (resumable: a later fetch continues it) and renames it to
+// blobs/<etag> only once its size and etag are right; a mismatch is refetched there.
 inline std::uint64_t fetch_file_locked(HfClient& hf, const HfCache& cache, const std::string& repo_id, const std::string& commit,
                                        const RepoFile& f, const std::function<void(const FetchEvent&)>& emit) {
     const std::string etag = f.etag();
@@ -93,27 +93,13 @@ inline std::uint64_t fetch_file_locked(HfClient& hf, const HfCache& cache, const
         emit({FetchEvent::Kind::reused, f.path, f.size, ""});
         return 0;
     }
-    for (int attempt = 1;; ++attempt) {
-        const fs::path tmp = cache.begin_blob(repo_id, etag);
-        emit({attempt == 1 ? FetchEvent::Kind::downloading : FetchEvent::Kind::refetching, f.path, f.size, ""});
-        try {
-            hf.download_to(repo_id, commit, f, tmp);
-        } catch (const HfClient::ChecksumMismatch& e) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            if (attempt >= kChecksumAttempts)
-                fail(ErrorKind::remote, std::string(e.what()) + " after " + std::to_string(attempt) + " attempts");
-            continue;
-        } catch (...) {
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            throw;
-        }
-        cache.commit_blob(repo_id, etag, tmp);
-        cache.link_snapshot(repo_id, commit, f.path, etag);
-        emit({FetchEvent::Kind::downloaded, f.path, f.size, ""});
-        return f.size;
-    }
+    const fs::path blob = cache.begin_blob(repo_id, etag);
+    emit({FetchEvent::Kind::downloading, f.path, f.size, ""});
+    const net::TransferResult r = hf.download_to(repo_id, commit, f, blob);
+    if (r.refetches) emit({FetchEvent::Kind::refetching, f.path, f.size, std::to_string(r.refetches) + " refetch(es) after a checksum mismatch"});
+    cache.link_snapshot(repo_id, commit, f.path, etag);
+    emit({FetchEvent::Kind::downloaded, f.path, f.size, ""});
+    return f.size;
 }
 
 inline std::uint64_t fetch_file(HfClient& hf, const HfCache& cache, const std::string& repo_id, const std::string& commit,

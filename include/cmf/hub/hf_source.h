@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "cmf/core/encoding.h"
 #include "cmf/core/error.h"
 #include "cmf/hub/digest.h"
 
@@ -73,22 +74,8 @@ inline HfSource HfSource::parse(std::string_view text) {
     return s;
 }
 
-// Percent-encoding with no safe characters (urllib.parse.quote(x, safe="")), used for the
-// revision in API paths ("refs/pr/1" -> "refs%2Fpr%2F1").
-inline std::string url_quote(std::string_view s, std::string_view safe = "") {
-    static const char* k = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-            c == '.' || c == '~' || safe.find(static_cast<char>(c)) != std::string_view::npos) {
-            out += static_cast<char>(c);
-        } else {
-            out += '%';
-            out += k[c >> 4];
-            out += k[c & 15];
-        }
-    }
-    return out;
-}
+// urllib.parse.quote(x, safe): the revision in API paths ("refs/pr/1" -> "refs%2Fpr%2F1"), file
+// paths with safe="/".
+inline std::string url_quote(std::string_view s, std::string_view safe = "") { return percent_encode(s, safe); }
 
 }  // namespace cmf::hub

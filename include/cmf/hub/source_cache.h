@@ -335,7 +335,9 @@ public:
                 emit({FetchEvent::Kind::reused, f.path, f.size, ""});
                 if (entry->stored) return;
             } else if (entry->stored) {
-                const fs::path tmp = cache.begin_blob(repo, etag);
+                // the bucket copy arrives whole under a name of its own, is checked against the
+                // manifest, then renamed into place
+                const fs::path tmp = cache.begin_blob(repo, etag).string() + ".cmf-verify";
                 const std::string name = commit_base(repo, commit) + f.path;
                 std::string why;
                 try {
@@ -348,7 +350,9 @@ public:
                     why = e.what();
                 }
                 if (why.empty()) {
-                    cache.commit_blob(repo, etag, tmp);
+                    std::error_code ec;
+                    fs::rename(tmp, cache.blob_path(repo, etag), ec);
+                    if (ec) fail_io("cannot move " + tmp.string() + " into the Hugging Face cache: " + ec.message());
                     cache.link_snapshot(repo, commit, f.path, etag);
                     {
                         std::lock_guard<std::mutex> g(m);

@@ -13,11 +13,13 @@
 // redirect changes host. It never logs header values (tokens live there).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,6 +64,12 @@ struct BodySource {
 // transfer (the client then closes that connection, it is not reused).
 using BodySink = std::function<bool(const char* data, std::size_t len)>;
 
+struct Headers;
+// Sees the final 2xx answer's status and headers before the first body byte reaches the sink.
+// Returning false refuses the body: send() returns the response without it and the connection
+// is dropped. (A ranged download checks Content-Range here, before writing a byte.)
+using HeadCheck = std::function<bool(int status, const Headers& headers)>;
+
 struct Request {
     std::string method = "GET";
     Url url;
@@ -74,6 +82,7 @@ struct Request {
     std::optional<bool> idempotent;
     bool follow_redirects = true;
     std::chrono::milliseconds timeout{0};  // per-operation deadline; 0 = client default
+    HeadCheck on_head;                     // only used with a sink
 };
 
 struct Response {
@@ -81,6 +90,7 @@ struct Response {
     Headers headers;
     std::string body;     // empty when the request was sent with a sink
     std::string final_url;  // after redirects
+    bool body_refused = false;  // Request::on_head said no: no byte went to the sink
 };
 
 // Retry policy shared by every client: exponential backoff with full jitter, honoring
@@ -95,6 +105,17 @@ struct RetryPolicy {
 
     static bool retryable_status(int status) {
         return status == 408 || status == 429 || (status >= 500 && status <= 599);
+    }
+
+    // The wait before attempt `attempt + 1` (attempt >= 1): full jitter, uniform in
+    // [0, min(max_backoff, initial_backoff * multiplier^(attempt-1))] (AWS architecture blog
+    // "Exponential Backoff And Jitter"), the same for every client of the project.
+    std::chrono::milliseconds delay(int attempt) const {
+        double cap = static_cast<double>(initial_backoff.count());
+        for (int i = 1; i < attempt && cap < static_cast<double>(max_backoff.count()); ++i) cap *= multiplier;
+        cap = std::min(cap, static_cast<double>(max_backoff.count()));
+        thread_local std::mt19937_64 rng{std::random_device{}()};
+        return std::chrono::milliseconds(static_cast<long long>(std::uniform_real_distribution<double>(0.0, cap)(rng)));
     }
 };
 

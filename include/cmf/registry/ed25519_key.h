@@ -31,69 +31,12 @@
 #include <string>
 #include <string_view>
 
+#include "cmf/core/encoding.h"
 #include "cmf/core/error.h"
 
 namespace cmf::ollama {
 
 namespace fs = std::filesystem;
-
-// ---------------------------------------------------------------------------------------------
-// base64 (RFC 4648): standard with padding, and URL-safe without padding
-
-inline std::string base64_encode(std::string_view in, bool url = false) {
-    const char* a = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                        : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string o;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-        o += a[v >> 18];
-        o += a[(v >> 12) & 63];
-        o += a[(v >> 6) & 63];
-        o += a[v & 63];
-    }
-    if (i + 1 == in.size()) {
-        const uint32_t v = uint8_t(in[i]) << 16;
-        o += a[v >> 18];
-        o += a[(v >> 12) & 63];
-        if (!url) o += "==";
-    } else if (i + 2 == in.size()) {
-        const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-        o += a[v >> 18];
-        o += a[(v >> 12) & 63];
-        o += a[(v >> 6) & 63];
-        if (!url) o += '=';
-    }
-    return o;
-}
-
-// Standard alphabet; whitespace ignored; returns false on any other character or bad length.
-inline bool base64_decode(std::string_view in, std::string& out) {
-    out.clear();
-    uint32_t acc = 0;
-    int bits = 0, pad = 0;
-    for (char c : in) {
-        int v;
-        if (c >= 'A' && c <= 'Z') v = c - 'A';
-        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9') v = c - '0' + 52;
-        else if (c == '+') v = 62;
-        else if (c == '/') v = 63;
-        else if (c == '=') {
-            ++pad;
-            continue;
-        } else if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
-        else return false;
-        if (pad) return false;  // data after padding
-        acc = (acc << 6) | static_cast<uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((acc >> bits) & 0xff);
-        }
-    }
-    return pad <= 2;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -162,7 +105,13 @@ public:
         const size_t b = pem.find(begin), e = pem.find(end);
         if (b == std::string_view::npos || e == std::string_view::npos || e < b) return bad("no OPENSSH PRIVATE KEY block");
         std::string bin;
-        if (!base64_decode(pem.substr(b + begin.size(), e - b - begin.size()), bin)) return bad("the key block is not valid base64");
+        std::string body;
+        for (char c : pem.substr(b + begin.size(), e - b - begin.size()))
+            if (c != '\n' && c != '\r' && c != ' ' && c != '\t') body += c;
+        auto decoded = base64_decode(body);
+        OPENSSL_cleanse(body.data(), body.size());
+        if (!decoded) return bad("the key block is not valid base64");
+        bin = std::move(*decoded);
         std::string_view s(bin);
         if (s.substr(0, kOpensshMagic.size()) != kOpensshMagic) return bad("not in openssh-key-v1 format");
         key_detail::Reader r{s.substr(kOpensshMagic.size())};

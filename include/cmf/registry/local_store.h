@@ -133,7 +133,7 @@ public:
         if (has_blob(b.digest, b.size)) return;
         ensure_dirs();
         AtomicFile out(blob_path(b.digest));
-        Hasher h = Hasher::sha256();
+        Digest h;
         uint64_t n = 0;
         if (!b.file.empty()) {
             int fd = ::open(b.file.c_str(), O_RDONLY | O_CLOEXEC);

@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cmf/core/digest.h"
 #include "cmf/core/error.h"
 #include "cmf/format/gguf.h"
 
@@ -67,63 +68,12 @@ inline constexpr std::string_view kGemma3Template =
 // ---------------------------------------------------------------------------------------------
 // Digests
 
-inline std::string to_hex(const unsigned char* p, size_t n) {
-    static const char* d = "0123456789abcdef";
-    std::string s(n * 2, '0');
-    for (size_t i = 0; i < n; ++i) {
-        s[2 * i] = d[p[i] >> 4];
-        s[2 * i + 1] = d[p[i] & 15];
-    }
-    return s;
-}
-
-// Incremental SHA-256 / MD5 over OpenSSL EVP.
-class Hasher {
-public:
-    explicit Hasher(const EVP_MD* md) : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-        if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), md, nullptr) != 1) fail(ErrorKind::internal, "cannot initialise a digest");
-    }
-    static Hasher sha256() { return Hasher(EVP_sha256()); }
-    static Hasher md5() { return Hasher(EVP_md5()); }
-    void update(const void* p, size_t n) {
-        if (n && EVP_DigestUpdate(ctx_.get(), p, n) != 1) fail(ErrorKind::internal, "digest update failed");
-    }
-    void update(std::string_view s) { update(s.data(), s.size()); }
-    std::string raw() {
-        unsigned char out[EVP_MAX_MD_SIZE];
-        unsigned int n = 0;
-        if (EVP_DigestFinal_ex(ctx_.get(), out, &n) != 1) fail(ErrorKind::internal, "digest final failed");
-        return std::string(reinterpret_cast<char*>(out), n);
-    }
-    std::string hex() {
-        std::string r = raw();
-        return to_hex(reinterpret_cast<const unsigned char*>(r.data()), r.size());
-    }
-
-private:
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
-};
-
-inline std::string sha256_digest(std::string_view data) {
-    Hasher h = Hasher::sha256();
-    h.update(data);
-    return "sha256:" + h.hex();
-}
+inline std::string sha256_digest(std::string_view data) { return "sha256:" + sha256_hex(data); }
 
 // "sha256:<hex>" of a file's bytes, and its size.
 inline std::pair<std::string, uint64_t> sha256_file(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    if (!f) fail_io("cannot open " + p.string());
-    Hasher h = Hasher::sha256();
-    std::vector<char> buf(1 << 20);
-    uint64_t n = 0;
-    while (f) {
-        f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        const auto got = static_cast<size_t>(f.gcount());
-        h.update(buf.data(), got);
-        n += got;
-    }
-    if (f.bad()) fail_io("read error on " + p.string());
+    Digest h;
+    const uint64_t n = read_file_chunks(p, [&](const char* b, size_t len) { h.update(b, len); });
     return {"sha256:" + h.hex(), n};
 }
 

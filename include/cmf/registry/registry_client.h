@@ -11,10 +11,11 @@
 //          X-Redirect-Uploads: 1); a 307 sends the part to the presigned `Location` by PUT
 //          (no Authorization) while the next PATCH goes to `Docker-Upload-Location`, so parts
 //          go to storage in parallel -> PUT <session>?digest=..&etag=<md5 of part md5s>-<n>.
-//          Then PUT the manifest.
-//   pull   GET the manifest, then every missing blob in parallel ranged parts, each blob
-//          verified by SHA-256 before it gets its final name; the manifest is stored last,
-//          byte for byte as served.
+//          Then PUT the manifest. A broken PATCH is resumed from the offset the session reports
+//          (GET upload URL -> Range: 0-N), or the session is started over (net/transfer.h).
+//   pull   GET the manifest, then every missing blob in parallel ranged parts through the
+//          transfer engine (resumed mid-body, SHA-256 verified before the blob gets its final
+//          name); the manifest is stored last, byte for byte as served.
 #pragma once
 
 #include <chrono>
@@ -31,8 +32,11 @@
 
 #include <openssl/rand.h>
 
+#include "cmf/core/digest.h"
+#include "cmf/core/encoding.h"
 #include "cmf/core/error.h"
 #include "cmf/net/http.h"
+#include "cmf/net/transfer.h"
 #include "cmf/registry/ed25519_key.h"
 #include "cmf/registry/local_store.h"
 #include "cmf/registry/model_name.h"
@@ -81,35 +85,6 @@ inline std::vector<std::pair<uint64_t, uint64_t>> plan_parts(uint64_t size, uint
     return v;
 }
 
-// Go url.QueryEscape: unreserved bytes kept, space as '+', everything else %XX.
-inline std::string form_escape(std::string_view s) {
-    static const char* hx = "0123456789ABCDEF";
-    std::string o;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') o += static_cast<char>(c);
-        else if (c == ' ') o += '+';
-        else {
-            o += '%';
-            o += hx[c >> 4];
-            o += hx[c & 15];
-        }
-    }
-    return o;
-}
-
-inline std::string form_unescape(std::string_view s) {
-    std::string o;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '+') o += ' ';
-        else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-                 std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-            o += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-            i += 2;
-        } else o += s[i];
-    }
-    return o;
-}
-
 // Value of `key="..."` in a challenge: up to the next '"' followed by ',' or the end.
 inline std::string challenge_value(std::string_view h, std::string_view key) {
     const std::string k = std::string(key) + "=\"";
@@ -140,7 +115,8 @@ inline std::string token_url(const std::string& realm, const std::string& servic
             std::string_view kv = rest.substr(0, amp);
             if (!kv.empty()) {
                 size_t eq = kv.find('=');
-                q.emplace_back(form_unescape(kv.substr(0, eq)), eq == std::string_view::npos ? "" : form_unescape(kv.substr(eq + 1)));
+                auto unescape = [](std::string_view x) { return percent_decode(x, true).value_or(std::string(x)); };
+                q.emplace_back(unescape(kv.substr(0, eq)), eq == std::string_view::npos ? "" : unescape(kv.substr(eq + 1)));
             }
             if (amp == std::string_view::npos) break;
             rest.remove_prefix(amp + 1);
@@ -158,7 +134,7 @@ inline std::string token_url(const std::string& realm, const std::string& servic
     q.emplace_back("nonce", nonce);
     std::stable_sort(q.begin(), q.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     std::string enc;
-    for (const auto& [k, v] : q) enc += (enc.empty() ? "" : "&") + form_escape(k) + "=" + form_escape(v);
+    for (const auto& [k, v] : q) enc += (enc.empty() ? "" : "&") + query_escape(k) + "=" + query_escape(v);
     return base + "?" + enc;
 }
 
@@ -282,7 +258,7 @@ private:
         unsigned char nonce[16];
         if (RAND_bytes(nonce, sizeof nonce) != 1) fail(ErrorKind::internal, "no randomness for the token nonce");
         const std::string url = token_url(realm, service, scope, opt_.now(),
-                                          base64_encode(std::string_view(reinterpret_cast<char*>(nonce), sizeof nonce), true));
+                                          base64url_encode(std::string_view(reinterpret_cast<char*>(nonce), sizeof nonce)));
         const std::string auth = key.public_base64() + ":" + base64_encode(key.sign(token_signing_string(url)));
         net::Request q;
         q.url = net::Url::parse(url);
@@ -352,21 +328,17 @@ private:
 
     static std::string part_md5(const OllamaBlob& b, uint64_t off, uint64_t len) {
         net::BodySource s = part_source(b, off, len);
-        Hasher h = Hasher::md5();
+        Digest h(Digest::Algo::md5);
         std::string buf(1 << 20, '\0');
         while (size_t n = s.read(buf.data(), buf.size())) h.update(buf.data(), n);
-        return h.raw();
-    }
-
-    void backoff(int attempt) const {
-        std::this_thread::sleep_for(opt_.backoff_unit * (1 << std::min(attempt, 10)));
+        return h.finish();
     }
 
     // PUT of one part to presigned storage: no Authorization; < 400 is success.
     void put_redirected(const OllamaBlob& b, const std::string& location, uint64_t off, uint64_t len) {
         std::string last;
         for (int a = 0; a < opt_.part_attempts; ++a) {
-            if (a) backoff(a - 1);
+            if (a) std::this_thread::sleep_for(retry_policy().delay(a));
             try {
                 net::Request q;
                 q.method = "PUT";
@@ -386,7 +358,38 @@ private:
                                      " attempts: " + last);
     }
 
+    // The engine's retry policy from Ollama's: part_attempts tries, backoff_unit * 2^try.
+    net::RetryPolicy retry_policy() const {
+        net::RetryPolicy p;
+        p.max_attempts = std::max(1, opt_.part_attempts);
+        p.initial_backoff = std::chrono::duration_cast<std::chrono::milliseconds>(opt_.backoff_unit);
+        p.max_backoff = std::chrono::duration_cast<std::chrono::milliseconds>(opt_.backoff_unit * 1024);
+        return p;
+    }
+
+    // An upload session's persisted bytes from `Range: 0-N` (distribution's blobUploadResponse;
+    // "0-0" is what it says for 0 bytes too, so it reads as 0: at worst one byte is resent and
+    // the registry refuses the overlap, which restarts the session).
+    static std::optional<uint64_t> upload_range_end(const net::Response& r) {
+        auto v = r.headers.get("Range");
+        if (!v) return std::nullopt;
+        std::string_view x = *v;
+        if (x.rfind("bytes=", 0) == 0) x.remove_prefix(6);
+        if (x.rfind("0-", 0) != 0) return std::nullopt;
+        auto n = net::detail::parse_u64(x.substr(2));
+        if (!n) return std::nullopt;
+        return *n == 0 ? 0 : *n + 1;
+    }
+
     // Returns false when the registry already had the blob.
+    //
+    // The parts go up through the transfer engine's resumable upload (net/transfer.h): PATCH with
+    // Content-Range; after a dropped connection or a 5xx the session is asked where it stands
+    // (GET on the upload URL -> 204 + Range: 0-N) and the upload continues from there; a
+    // session the registry dropped (404, or distribution's 400 BLOB_UPLOAD_INVALID after a broken
+    // PATCH, or a 416 overlap) starts again with a new POST. A registry that answers a PATCH
+    // with 307 (ollama.com) gets that part by PUT at the presigned Location, in parallel with the
+    // next PATCHes; such a part is retried whole, the unit that storage accepts.
     bool push_blob(const OllamaBlob& b) {
         net::Response head = send([&] {
             net::Request q;
@@ -400,19 +403,11 @@ private:
         }
         if (head.status != 404) fail_status("checking blob " + b.digest, head);
         const net::Url uploads = net::Url::parse(name_.base_url() + "/v2/" + name_.repository() + "/blobs/uploads/");
-        net::Response post = send([&] {
-            net::Request q;
-            q.method = "POST";
-            q.url = uploads;
-            return q;
-        });
-        if (post.status == 201) return true;  // mounted
-        if (post.status != 202) fail_status("starting the upload of " + b.digest, post);
-        std::string url = resolve(post.headers.get("Docker-Upload-Location").value_or(post.headers.get("Location").value_or("")), uploads);
-
-        // an empty blob has no part to PATCH: the commit alone creates it
         const auto parts = b.size ? plan_parts(b.size, opt_.min_part, opt_.max_part) : std::vector<std::pair<uint64_t, uint64_t>>{};
-        std::string md5s;
+        const uint64_t part_size = parts.empty() ? 1 : parts.front().second;
+
+        std::string url;
+        bool mounted = false;
         std::vector<std::future<void>> in_flight;
         auto reap = [&](size_t keep) {
             while (in_flight.size() > keep) {
@@ -420,73 +415,118 @@ private:
                 in_flight.erase(in_flight.begin());
             }
         };
-        try {
-            for (const auto& [off, len] : parts) {
-                md5s += part_md5(b, off, len);
-                std::string last;
-                bool done = false;
-                for (int a = 0; a < opt_.part_attempts && !done; ++a) {
-                    if (a) backoff(a - 1);
-                    net::Response r;
-                    try {
-                        r = send([&] {
-                            net::Request q;
-                            q.method = "PATCH";
-                            q.url = net::Url::parse(url);
-                            q.follow_redirects = false;
-                            q.headers.set("Content-Type", "application/octet-stream");
-                            q.headers.set("X-Redirect-Uploads", "1");
-                            q.headers.set("Content-Range", std::to_string(off) + "-" + std::to_string(off + len - 1));
-                            q.source = part_source(b, off, len);
-                            return q;
-                        });
-                    } catch (const Error& e) {
-                        if (e.kind() != ErrorKind::network) throw;
-                        last = e.what();
-                        log("PATCH of part at " + std::to_string(off) + " failed (" + last + "), retrying");
-                        continue;
-                    }
-                    if (r.status == 307) {
-                        const std::string loc = r.headers.get("Location").value_or("");
-                        if (loc.empty()) fail(ErrorKind::remote, "the registry redirected an upload without a Location");
-                        const net::Url cur = net::Url::parse(url);
-                        url = resolve(r.headers.get("Docker-Upload-Location").value_or(url), cur);
-                        const std::string target = resolve(loc, cur);
-                        reap(static_cast<size_t>(std::max(1, opt_.parts_in_flight)) - 1);
-                        const uint64_t o = off, l = len;
-                        in_flight.push_back(std::async(std::launch::async, [this, &b, target, o, l] { put_redirected(b, target, o, l); }));
-                        done = true;
-                    } else if (r.status >= 200 && r.status < 300) {
-                        const net::Url cur = net::Url::parse(url);
-                        auto next = r.headers.get("Docker-Upload-Location");
-                        if (!next) next = r.headers.get("Location");
-                        if (next) url = resolve(*next, cur);
-                        done = true;
-                    } else if (r.status >= 500 || r.status == 408 || r.status == 429) {
-                        last = "HTTP " + std::to_string(r.status);
-                        log("PATCH of part at " + std::to_string(off) + " failed (" + last + "), retrying");
-                    } else {
-                        fail_status("uploading a part of " + b.digest, r);
-                    }
-                }
-                if (!done)
-                    fail(ErrorKind::network, "uploading a part of " + b.digest + " failed after " + std::to_string(opt_.part_attempts) +
-                                                 " attempts: " + last);
+        auto follow = [&](const net::Response& r) {
+            const net::Url cur = net::Url::parse(url);
+            auto next = r.headers.get("Docker-Upload-Location");
+            if (!next) next = r.headers.get("Location");
+            if (next) url = resolve(*next, cur);
+        };
+        auto ack_of = [&](const net::Response& r, uint64_t sent_end) {
+            net::UploadAck a;
+            a.response = r;
+            if (r.status >= 200 && r.status < 300) {
+                follow(r);
+                a.state = net::UploadAck::State::persisted;
+                a.persisted = upload_range_end(r).value_or(sent_end);
+            } else if (r.status == 404 || r.status == 400 || r.status == 416) {
+                a.state = net::UploadAck::State::gone;
+            } else if (net::RetryPolicy::retryable_status(r.status)) {
+                a.state = net::UploadAck::State::transient;
+            } else {
+                fail_status("uploading a part of " + b.digest, r);
             }
+            return a;
+        };
+
+        net::UploadSession session;
+        session.what = "uploading blob " + b.digest;
+        session.start = [&] {
+            reap(0);
+            net::Response post = send([&] {
+                net::Request q;
+                q.method = "POST";
+                q.url = uploads;
+                return q;
+            });
+            if (post.status == 201) {
+                mounted = true;
+                return false;
+            }
+            if (post.status != 202) fail_status("starting the upload of " + b.digest, post);
+            url = resolve(post.headers.get("Docker-Upload-Location").value_or(post.headers.get("Location").value_or("")), uploads);
+            return true;
+        };
+        session.send = [&](uint64_t offset, net::BodySource body) {
+            const uint64_t len = *body.size;
+            if (len == 0) {  // an empty blob has no part to PATCH: the commit alone creates it
+                net::UploadAck a;
+                a.state = net::UploadAck::State::persisted;
+                return a;
+            }
+            auto shared = std::make_shared<net::BodySource>(std::move(body));
+            net::Response r = send([&] {
+                net::Request q;
+                q.method = "PATCH";
+                q.url = net::Url::parse(url);
+                q.follow_redirects = false;
+                q.idempotent = false;  // the engine asks the session before sending again
+                q.headers.set("Content-Type", "application/octet-stream");
+                q.headers.set("X-Redirect-Uploads", "1");
+                q.headers.set("Content-Range", std::to_string(offset) + "-" + std::to_string(offset + len - 1));
+                shared->rewind();
+                q.source = *shared;
+                return q;
+            });
+            if (r.status == 307) {
+                const std::string loc = r.headers.get("Location").value_or("");
+                if (loc.empty()) fail(ErrorKind::remote, "the registry redirected an upload without a Location");
+                const net::Url cur = net::Url::parse(url);
+                url = resolve(r.headers.get("Docker-Upload-Location").value_or(url), cur);
+                const std::string target = resolve(loc, cur);
+                reap(static_cast<size_t>(std::max(1, opt_.parts_in_flight)) - 1);
+                in_flight.push_back(std::async(std::launch::async, [this, &b, target, offset, len] { put_redirected(b, target, offset, len); }));
+                net::UploadAck a;
+                a.state = net::UploadAck::State::persisted;
+                a.persisted = offset + len;
+                return a;
+            }
+            if (r.status >= 400 && r.status < 500 && r.status != 400 && r.status != 404 && r.status != 416 && r.status != 408 && r.status != 429)
+                fail_status("uploading a part of " + b.digest, r);
+            return ack_of(r, offset + len);
+        };
+        session.query = [&] {
+            net::Response r = send([&] {
+                net::Request q;
+                q.url = net::Url::parse(url);
+                return q;
+            });
+            return ack_of(r, 0);
+        };
+        net::UploadOptions uo;
+        uo.chunk_size = part_size;
+        uo.retry = retry_policy();
+        try {
+            const net::UploadResult ur = net::upload_source(b.size, [&](uint64_t off, uint64_t len) { return part_source(b, off, len); },
+                                                            session, uo);
+            stats_.failed_attempts += ur.failed_attempts;
+            stats_.resumed += ur.resumed;
+            stats_.restarts += ur.restarts;
+            if (mounted) return true;
             reap(0);
         } catch (...) {
             for (auto& f : in_flight)
                 if (f.valid()) f.wait();
             throw;
         }
-        Hasher e = Hasher::md5();
+        std::string md5s;
+        for (const auto& [off, len] : parts) md5s += part_md5(b, off, len);
+        Digest e(Digest::Algo::md5);
         e.update(md5s);
         const std::string etag = e.hex() + "-" + std::to_string(parts.size());
-        const std::string commit = url + (url.find('?') == std::string::npos ? "?" : "&") + "digest=" + form_escape(b.digest) +
-                                   "&etag=" + form_escape(etag);
+        const std::string commit = url + (url.find('?') == std::string::npos ? "?" : "&") + "digest=" + query_escape(b.digest) +
+                                   "&etag=" + query_escape(etag);
         std::string last;
-        for (int a = 0; a < opt_.part_attempts; ++a) {
-            if (a) backoff(a - 1);
+        for (int a = 1; a <= opt_.part_attempts; ++a) {
             net::Response r = send([&] {
                 net::Request q;
                 q.method = "PUT";
@@ -499,90 +539,56 @@ private:
                 log("uploaded blob " + b.digest + " (" + std::to_string(b.size) + " bytes, " + std::to_string(parts.size()) + " part(s))");
                 return true;
             }
-            if (r.status < 500 && r.status != 408 && r.status != 429) fail_status("committing blob " + b.digest, r);
+            if (!net::RetryPolicy::retryable_status(r.status)) fail_status("committing blob " + b.digest, r);
             last = "HTTP " + std::to_string(r.status);
+            std::this_thread::sleep_for(retry_policy().delay(a));
         }
         fail(ErrorKind::remote, "committing blob " + b.digest + " failed: " + last);
     }
 
+    // Into the store through the transfer engine (net/transfer.h): parallel ranged parts of
+    // Ollama's sizes, a broken stream continued where it stopped, the sha256 checked before the
+    // blob gets its final name.
     void download_blob(const OllamaStore& store, const ManifestDesc& d) {
-        AtomicFile out(store.blob_path(d.digest));
-        if (::ftruncate(out.fd(), static_cast<off_t>(d.size)) != 0) fail_io("cannot size " + out.temp_path().string());
         const auto parts = plan_parts(d.size, opt_.min_part, opt_.max_part);
         const std::string url = blob_url(d.digest);
-        std::vector<std::future<void>> workers;
-        std::mutex m;
-        size_t next = 0;
-        auto worker = [&] {
-            while (true) {
-                size_t i;
-                {
-                    std::lock_guard<std::mutex> l(m);
-                    if (next >= parts.size()) return;
-                    i = next++;
-                }
-                download_part(out, url, d, parts[i].first, parts[i].second);
-            }
+        net::Source src;
+        src.what = "blob " + d.digest;
+        src.identity = d.digest;
+        src.request = [url] {
+            net::Request q;
+            q.url = net::Url::parse(url);
+            return q;
         };
-        const size_t n = std::min<size_t>(parts.size(), static_cast<size_t>(std::max(1, opt_.parts_in_flight)));
-        for (size_t i = 0; i < n; ++i) workers.push_back(std::async(std::launch::async, worker));
-        std::exception_ptr err;
-        for (auto& w : workers) try {
-                w.get();
-            } catch (...) {
-                if (!err) err = std::current_exception();
-            }
-        if (err) std::rethrow_exception(err);
-        // verify before the blob gets its final name
-        Hasher h = Hasher::sha256();
-        {
-            int fd = ::open(out.temp_path().c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd < 0) fail_io("cannot reopen " + out.temp_path().string());
-            std::string buf(1 << 20, '\0');
-            ssize_t r;
-            while ((r = ::read(fd, buf.data(), buf.size())) > 0) h.update(buf.data(), static_cast<size_t>(r));
-            ::close(fd);
+        src.send = [this](const net::Request& q, const net::BodySink& sink) { return send([&] { return q; }, sink); };
+        src.fail_status = [this, d](const net::Response& r) { fail_status("downloading blob " + d.digest, r); };
+        net::TransferOptions o;
+        o.connections = std::max(1, opt_.parts_in_flight);
+        o.chunk_size = parts.front().second ? parts.front().second : 1;
+        o.expected_size = d.size;
+        o.checksums = {net::Checksum::sha256(d.digest.substr(d.digest.find(':') + 1))};
+        o.retry = retry_policy();
+        net::TransferResult r;
+        try {
+            r = net::download(*http_, src, store.blob_path(d.digest), o);
+        } catch (const net::ChecksumMismatch& e) {
+            fail(ErrorKind::remote, "blob " + d.digest + " from the registry does not match its digest; discarded (" + e.what() + ")");
         }
-        const std::string got = "sha256:" + h.hex();
-        if (got != d.digest) fail(ErrorKind::remote, "blob " + d.digest + " from the registry has digest " + got + "; discarded");
-        out.commit();
+        stats_.failed_attempts += r.failed_attempts;
+        stats_.resumed += r.resumed_streams;
+        stats_.restarts += r.restarts;
         log("downloaded blob " + d.digest + " (" + std::to_string(d.size) + " bytes)");
     }
 
-    void download_part(AtomicFile& out, const std::string& url, const ManifestDesc& d, uint64_t off, uint64_t len) {
-        if (len == 0) return;
-        std::string last;
-        for (int a = 0; a < opt_.part_attempts; ++a) {
-            if (a) backoff(a - 1);
-            uint64_t got = 0;
-            net::BodySink sink = [&](const char* p, size_t n) {
-                if (got + n > len) return false;
-                out.pwrite_at(p, n, off + got);
-                got += n;
-                return true;
-            };
-            try {
-                net::Response r = send(
-                    [&] {
-                        net::Request q;
-                        q.url = net::Url::parse(url);
-                        q.headers.set("Range", "bytes=" + std::to_string(off) + "-" + std::to_string(off + len - 1));
-                        return q;
-                    },
-                    sink);
-                const bool whole = off == 0 && len == d.size;
-                if ((r.status == 206 || (r.status == 200 && whole)) && got == len) return;
-                if (r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429) fail_status("downloading blob " + d.digest, r);
-                last = "HTTP " + std::to_string(r.status) + ", " + std::to_string(got) + " of " + std::to_string(len) + " bytes";
-            } catch (const Error& e) {
-                if (e.kind() != ErrorKind::network) throw;
-                last = e.what();
-            }
-            log("part at " + std::to_string(off) + " of " + d.digest.substr(0, 19) + " failed (" + last + "), retrying");
-        }
-        fail(ErrorKind::network, "downloading blob " + d.digest + " failed after " + std::to_string(opt_.part_attempts) + " attempts: " + last);
-    }
+public:
+    // What the transfers of this client had to survive (tests and logs read it).
+    struct TransferStats {
+        int failed_attempts = 0, resumed = 0, restarts = 0;
+    };
+    const TransferStats& transfer_stats() const { return stats_; }
 
+private:
+    TransferStats stats_;
     std::shared_ptr<net::HttpClient> http_;
     ModelName name_;
     RegistryOptions opt_;

@@ -1,6 +1,8 @@
-// cmf::cloud encodings used by the Google APIs: base64 (GCS hashes), base64url without padding
-// (JWT, RFC 7515 section 2), percent-encoding of object names and form bodies (RFC 3986
-// unreserved set; GCS wants '/' in an object name encoded as %2F in path positions).
+// The encodings every client needs, in one place: base64 (GCS hashes, Ollama keys), base64url
+// without padding (JWT, RFC 7515 section 2), percent-encoding (RFC 3986 unreserved set: GCS wants
+// '/' in an object name as %2F in path positions; the Hub's quote(x, safe="/") keeps slashes in
+// file paths), form bodies, and Go's url.QueryEscape (space as '+', the Ollama registry's token
+// URL).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-namespace cmf::cloud {
+namespace cmf {
 
 namespace detail {
 inline constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -74,14 +76,15 @@ inline std::string base64_encode(std::string_view in) { return detail::b64_encod
 inline std::string base64url_encode(std::string_view in) { return detail::b64_encode(in, detail::kB64Url, false); }
 inline std::optional<std::string> base64_decode(std::string_view in) { return detail::b64_decode(in); }
 
-// Percent-encodes everything outside the RFC 3986 unreserved set (so '/' -> %2F, ' ' -> %20).
-// Right for object names in URL paths, query values and form values alike.
-inline std::string percent_encode(std::string_view in) {
+// Percent-encodes everything outside the RFC 3986 unreserved set and `safe` (so '/' -> %2F,
+// ' ' -> %20 by default): python's urllib.parse.quote(in, safe). Right for object names in URL
+// paths, query values and form values alike.
+inline std::string percent_encode(std::string_view in, std::string_view safe = "") {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
     out.reserve(in.size());
     for (unsigned char c : in) {
-        if (detail::unreserved(c)) {
+        if (detail::unreserved(c) || (!safe.empty() && safe.find(static_cast<char>(c)) != std::string_view::npos)) {
             out += static_cast<char>(c);
         } else {
             out += '%';
@@ -119,6 +122,13 @@ inline std::optional<std::string> percent_decode(std::string_view in, bool plus_
     return out;
 }
 
+// Go's url.QueryEscape: unreserved bytes kept, space as '+', everything else %XX.
+inline std::string query_escape(std::string_view in) {
+    std::string out;
+    for (char c : in) out += c == ' ' ? std::string("+") : percent_encode(std::string_view(&c, 1));
+    return out;
+}
+
 // application/x-www-form-urlencoded body (also a URL query string without the '?').
 inline std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields) {
     std::string out;
@@ -148,4 +158,4 @@ inline std::vector<std::pair<std::string, std::string>> form_decode(std::string_
     return out;
 }
 
-}  // namespace cmf::cloud
+}  // namespace cmf

@@ -13,9 +13,9 @@
 #include <string>
 #include <string_view>
 
-#include "cmf/cloud/encoding.h"
+#include "cmf/core/encoding.h"
 
-namespace cmf::cloud {
+namespace cmf {
 
 namespace detail {
 inline constexpr std::uint32_t kCrc32cPoly = 0x82F63B78u;
@@ -80,4 +80,4 @@ inline std::string crc32c_base64(std::uint32_t v) {
     return base64_encode(std::string_view(be, 4));
 }
 
-}  // namespace cmf::cloud
+}  // namespace cmf
