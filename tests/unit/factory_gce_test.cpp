@@ -517,6 +517,12 @@ TEST_F(Simulation, KeepVmLeavesItForCleanupByJob) {
     EXPECT_NE(out.find("--keep-vm: VM "), std::string::npos) << out;
     json st = compute_stats();
     ASSERT_EQ(st["live"], 1) << out;  // neither the worker, startup.sh nor cmf deleted it
+    // cmf returns on the worker's result marker; the guest (startup.sh) finishes a moment later
+    for (int i = 0; i < 600 && st["instances"][0]["exited"] != true; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        st = compute_stats();
+    }
+    ASSERT_EQ(st["live"], 1) << out;
     EXPECT_EQ(st["instances"][0]["exited"], true);
     EXPECT_EQ(st["instances"][0]["exit_status"], 0);
     auto p = out.find("cmf cleanup --job ");
