@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cmf/arch/hf_config.h"
+#include "cmf/arch/transform.h"
 #include "cmf/format/gguf.h"
 
 namespace cmf::gemma3 {
@@ -147,13 +148,16 @@ inline MappedName map_tensor(const std::string& hf_name) {
     fail_input("cannot map checkpoint tensor '" + hf_name + "' to a Gemma 3 vision tensor");
 }
 
-// Gemma3RMSNorm computes x * (1 + w): llama.cpp stores 1 + w. Every text tensor whose HF name ends
-// in "norm.weight"; in the vision file only the projector's soft_emb_norm (SigLIP LayerNorms are
+// Gemma3RMSNorm computes x * (1 + w): llama.cpp stores 1 + w (Gemma3Model.modify_tensors:
+// `if name.endswith("norm.weight"): data_torch = data_torch + 1`, in the tensor's dtype; see
+// arch/transform.h for what that means per source dtype). Every text tensor whose HF name ends in
+// "norm.weight"; in the vision file only the projector's soft_emb_norm (SigLIP LayerNorms are
 // ordinary LayerNorms).
-inline float norm_shift(Part part, const std::string& hf_name) {
-    if (part == Part::text) return ends_with(hf_name, "norm.weight") ? 1.0f : 0.0f;
-    if (part == Part::vision) return hf_name.find("soft_emb_norm.weight") != std::string::npos ? 1.0f : 0.0f;
-    return 0.0f;
+inline TensorTransform tensor_transform(Part part, const std::string& hf_name) {
+    const bool shifted = part == Part::text     ? ends_with(hf_name, "norm.weight")
+                         : part == Part::vision ? hf_name.find("soft_emb_norm.weight") != std::string::npos
+                                                : false;
+    return shifted ? TensorTransform::norm_shift_by(1.0f) : TensorTransform{};
 }
 
 // ---------------------------------------------------------------------------------------------

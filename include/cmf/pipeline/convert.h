@@ -51,7 +51,7 @@ struct PlannedTensor {
     std::string hf_name, gguf_name;
     std::vector<uint64_t> ne;  // GGUF shape, innermost first
     uint64_t rows = 0, row_len = 0;
-    float add = 0.0f;
+    TensorTransform transform;  // applied to the widened values (Gemma norm 1 + w)
 };
 
 struct PlannedFile {
@@ -178,7 +178,7 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         t.row_len = st.row_length();
         t.rows = st.n_elements() / t.row_len;
         for (auto it = st.shape.rbegin(); it != st.shape.rend(); ++it) t.ne.push_back(static_cast<uint64_t>(*it));
-        t.add = gemma3::norm_shift(m.part, st.name);
+        t.transform = gemma3::tensor_transform(m.part, st.name);
         if (m.gguf == "token_embd.weight") {
             // the converter keeps exactly as many rows as the token list has entries
             if (st.shape.size() != 2) fail_input("tensor '" + st.name + "' should be 2-D");
@@ -317,7 +317,7 @@ inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads
         tasks[i].src = t.src;
         tasks[i].rows = t.rows;
         tasks[i].row_len = t.row_len;
-        tasks[i].add = t.add;
+        tasks[i].transform = t.transform;
     }
     ConvertResult r;
     r.errors.resize(plan.files.size());

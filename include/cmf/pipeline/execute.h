@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "cmf/arch/transform.h"
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/quant/half.h"
@@ -62,7 +63,7 @@ struct TensorTask {
     const StTensor* src = nullptr;
     uint64_t rows = 0;       // rows to take (may be fewer than the source has: vocab trimming)
     uint64_t row_len = 0;    // elements per row (innermost dimension)
-    float add = 0.0f;        // added to every element after widening (Gemma norm 1 + w)
+    TensorTransform transform;  // applied after widening, in the source dtype's arithmetic
     std::vector<TensorSink> sinks;
 };
 
@@ -228,8 +229,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                 f32.resize(n);
                 chunk_handle[i]->read_at(raw.data(), raw.size(), t.src->offset + c.row0 * t.row_len * esz);
                 widen_to_f32(t.src->dtype, raw.data(), f32.data(), n);
-                if (t.add != 0.0f)
-                    for (uint64_t k = 0; k < n; ++k) f32[k] = f32[k] + t.add;
+                apply(t.transform, t.src->dtype, f32.data(), n);
                 chunk_stats[i].assign(t.sinks.size(), ErrorStat{});
                 if (enc.size() < t.sinks.size()) enc.resize(t.sinks.size());
                 for (size_t si = 0; si < t.sinks.size(); ++si) {

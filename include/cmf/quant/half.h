@@ -4,6 +4,9 @@
 // - F32 -> F16 rounds to nearest, ties to even, with subnormals, overflow to inf and NaN kept
 //   NaN: what numpy's astype(float16) and ggml's GGML_COMPUTE_FP32_TO_FP16 (F16C) both do.
 // - F32 -> BF16 rounds to nearest even and keeps NaN quiet, as ggml_compute_fp32_to_bf16 does.
+// - round_to_f16(x) is x rounded to the nearest half and widened back: what a float result
+//   becomes when torch stores it in a float16 tensor (c10::Half arithmetic computes in float
+//   and rounds once to half, nearest even).
 #pragma once
 
 #include <cstdint>
@@ -60,5 +63,7 @@ inline uint16_t f32_to_f16(float f) {
     if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
     return static_cast<uint16_t>(sign | r);
 }
+
+inline float round_to_f16(float f) { return f16_to_f32(f32_to_f16(f)); }
 
 }  // namespace cmf
