@@ -168,6 +168,9 @@ void expect_same_as_llama(const fs::path& ours, const fs::path& ref) {
 
 using Param = std::tuple<Source, cmf::QuantRecipe>;
 
+// gtest's "where GetParam() = ..." line: names, not bytes
+void PrintTo(const Source& s, std::ostream* os) { *os << s.dtype << " source"; }
+
 class RecipeOracle : public ::testing::TestWithParam<Param> {};
 
 TEST_P(RecipeOracle, TensorIdenticalToLlamaModelQuantize) {
@@ -223,3 +226,7 @@ TEST(RecipeOracleCheckpoint, ReachesTheRulesItIsFor) {
 }
 
 }  // namespace
+
+namespace cmf {
+void PrintTo(const QuantRecipe& r, std::ostream* os) { *os << r.name; }
+}  // namespace cmf
