@@ -10,8 +10,9 @@
 namespace cmf::cli {
 
 static const char* kSynthHelp = R"(usage: cmf synth OUT_DIR [--preset NAME] [--layers N] [--seed N] [--shards N] [--v5]
+                  [--dtype bf16|f16|f32]
 
-Writes a synthetic Gemma 3 checkpoint in Hugging Face layout: BF16 safetensors with
+Writes a synthetic Gemma 3 checkpoint in Hugging Face layout: safetensors (BF16 by default) with
 deterministic pseudo-random weights, config.json, generation_config.json and a Gemma-like
 SentencePiece tokenizer (tokenizer.model, tokenizer.json, tokenizer_config.json with the
 Gemma 3 chat template). The same options always give byte-identical files.
@@ -23,9 +24,14 @@ Gemma 3 chat template). The same options always give byte-identical files.
                                   (image 896, patch 14, vision hidden 128, 2 layers)
                     medgemma-text Gemma3ForCausalLM with the 4B text shapes (hidden 2560,
                                   FFN 10240, vocab 262208), 3 layers, 2 shards, ~1.9 GB
+                    recipes       Gemma3ForCausalLM for comparing quantization recipes: 12 layers,
+                                  hidden 320 (not a multiple of 256), FFN 3328 (tensors over
+                                  1 Mi elements), vocab 4096, ~50M params
   --layers N        number of text layers (default: the preset's)
   --seed N          weight seed (default 20250101)
   --shards N        number of safetensors files; N > 1 adds model.safetensors.index.json
+  --dtype TYPE      safetensors dtype of the weights: bf16 (default), f16 or f32; the same
+                    values rounded to that type (config.json's torch_dtype says which)
   --v5              transformers-v5 layout: model.language_model.* / model.vision_tower.*
                     names, rope_parameters and layer_types in config.json
 
@@ -42,7 +48,7 @@ static uint64_t parse_number(const std::string& opt, const std::string& s, uint6
 }
 
 int cmd_synth(const std::vector<std::string>& argv) {
-    Args a = parse_args(argv, {"preset", "layers", "seed", "shards"}, {"v5", "help"}, "synth");
+    Args a = parse_args(argv, {"preset", "layers", "seed", "shards", "dtype"}, {"v5", "help"}, "synth");
     if (a.has("help")) {
         std::fputs(kSynthHelp, stdout);
         return 0;
@@ -60,6 +66,11 @@ int cmd_synth(const std::vector<std::string>& argv) {
     }
     if (auto v = a.get("seed")) spec.seed = parse_number("seed", *v, UINT64_MAX);
     spec.v5 = a.has("v5");
+    if (auto v = a.get("dtype")) {
+        const auto d = synth::parse_synth_dtype(*v);
+        if (!d) fail(ErrorKind::usage, "synth: --dtype must be bf16, f16 or f32, got '" + *v + "'");
+        spec.dtype = *d;
+    }
 
     const fs::path dir = a.positional[0];
     const synth::SynthModel m = synth::synth_model(spec);  // validates the options before writing
@@ -67,9 +78,9 @@ int cmd_synth(const std::vector<std::string>& argv) {
     synth::write_synthetic_checkpoint(dir, spec);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    std::printf("%s: %s%s, %lld text layers, %llu parameters, seed %llu\n", dir.string().c_str(), m.architecture.c_str(),
+    std::printf("%s: %s%s, %lld text layers, %llu parameters, %s, seed %llu\n", dir.string().c_str(), m.architecture.c_str(),
                 m.v5 ? " (transformers-v5 layout)" : "", static_cast<long long>(m.text.layers),
-                static_cast<unsigned long long>(m.n_params()), static_cast<unsigned long long>(m.seed));
+                static_cast<unsigned long long>(m.n_params()), st_dtype_info(m.dtype).name, static_cast<unsigned long long>(m.seed));
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(dir))
         if (e.is_regular_file()) files.push_back(e.path());

@@ -1,11 +1,10 @@
 // Importance matrices: the loader (both file formats, hostile input), the KVs llama-quantize
 // adds, and `cmf quantize --imatrix` against llama.cpp v0.5.0 itself.
 //
-// The reference is the prebuilt libllama.v0.5.0.so that tests/llama/setup.sh installs: the test
-// dlopen()s it and calls llama_model_quantize on the BF16 GGUF cmf writes, with the imatrix and
-// the kv overrides built exactly as tools/quantize/quantize.cpp builds them. Without the library
-// the test fails (pointing at setup.sh); CMF_ALLOW_MISSING_GGML=1 turns that into a skip.
-#include <dlfcn.h>
+// The reference is the prebuilt libllama.v0.5.0.so that tests/llama/setup.sh installs, loaded by
+// llama_quantize_ref.h: the test calls llama_model_quantize on the BF16 GGUF cmf writes, with the
+// imatrix and the kv overrides built exactly as tools/quantize/quantize.cpp builds them. Without
+// the library the test fails (pointing at setup.sh); CMF_ALLOW_MISSING_GGML=1 turns that into a skip.
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -13,6 +12,7 @@
 
 #include "cmf/format/gguf.h"
 #include "cmf/quant/imatrix.h"
+#include "llama_quantize_ref.h"
 #include "test_support.h"
 
 namespace {
@@ -372,90 +372,7 @@ TEST(ImatrixKvs, SameKeysTypesAndOrderAsLlamaQuantize) {
 // ---------------------------------------------------------------------------------------
 // (c) cmf quantize --imatrix == llama_model_quantize from libllama v0.5.0
 
-// ABI of llama.h (v0.5.0) for the parts this test touches; enums are int-sized.
-struct LlamaImatrixEntry {
-    const char* name;
-    const float* data;
-    size_t size;
-};
-struct LlamaKvOverride {
-    int tag;  // 0 INT, 1 FLOAT, 2 BOOL, 3 STR
-    char key[128];
-    union {
-        int64_t val_i64;
-        double val_f64;
-        bool val_bool;
-        char val_str[128];
-    };
-};
-struct LlamaQuantizeParams {
-    int32_t nthread;
-    int32_t ftype;
-    int32_t output_tensor_type;
-    int32_t token_embedding_type;
-    bool allow_requantize, quantize_output_tensor, only_copy, pure, keep_split, dry_run;
-    const LlamaImatrixEntry* imatrix;
-    const LlamaKvOverride* kv_overrides;
-    const void* tt_overrides;
-    const int32_t* prune_layers;
-    size_t max_buf_size;
-};
-using DefaultParamsFn = LlamaQuantizeParams (*)();
-using QuantizeFn = uint32_t (*)(const char*, const char*, const LlamaQuantizeParams*);
-using BackendInitFn = void (*)();
-using LogSetFn = void (*)(void (*)(int, const char*, void*), void*);
-
-struct Llama {
-    void* handle = nullptr;
-    DefaultParamsFn defaults = nullptr;
-    QuantizeFn quantize = nullptr;
-    std::string error;
-};
-
-const Llama& llama_lib() {
-    static const Llama lib = [] {
-        Llama l;
-        const std::string path = (cmf::test::ggml_bin_dir() / "libllama.v0.5.0.so").string();
-        if (!fs::exists(path)) {
-            l.error = "reference library " + path + " not found";
-            return l;
-        }
-        l.handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-        if (!l.handle) {
-            l.error = std::string("dlopen failed: ") + dlerror();
-            return l;
-        }
-        l.defaults = reinterpret_cast<DefaultParamsFn>(dlsym(l.handle, "llama_model_quantize_default_params"));
-        l.quantize = reinterpret_cast<QuantizeFn>(dlsym(l.handle, "llama_model_quantize"));
-        if (!l.defaults || !l.quantize) {
-            l.error = path + " does not export llama_model_quantize";
-            l.handle = nullptr;
-            return l;
-        }
-        if (auto log_set = reinterpret_cast<LogSetFn>(dlsym(l.handle, "llama_log_set")))
-            log_set([](int, const char*, void*) {}, nullptr);  // its progress log would drown the test output
-        if (auto init = reinterpret_cast<BackendInitFn>(dlsym(l.handle, "llama_backend_init"))) init();
-        return l;
-    }();
-    return lib;
-}
-
-bool allow_missing_ggml() {
-    const char* e = std::getenv("CMF_ALLOW_MISSING_GGML");
-    return e && std::string(e) == "1";
-}
-
-#define REQUIRE_LLAMA()                                                                                 \
-    do {                                                                                                \
-        const auto& lib_ = llama_lib();                                                                 \
-        if (!lib_.handle) {                                                                             \
-            const std::string msg_ = lib_.error +                                                       \
-                                     ". Run tests/llama/setup.sh to install the llama.cpp v0.5.0 "      \
-                                     "reference (or set CMF_NODE_DIR to an existing install).";         \
-            if (allow_missing_ggml()) GTEST_SKIP() << "SKIPPED (CMF_ALLOW_MISSING_GGML=1): " << msg_;   \
-            FAIL() << msg_ << " Set CMF_ALLOW_MISSING_GGML=1 to skip instead.";                         \
-        }                                                                                               \
-    } while (0)
+using namespace cmf::test::llama_ref;
 
 // What quantize.cpp main() does with a loaded imatrix: the entry array and the four overrides.
 uint32_t llama_quantize_with(const fs::path& in, const fs::path& out, int32_t ftype, const ImatrixData* m) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/format/sentencepiece.h"
+#include "cmf/quant/half.h"
 #include "cmf/synth/checkpoint.h"
 #include "test_support.h"
 
@@ -262,9 +264,92 @@ TEST(Synth, MedgemmaTextShapes) {
     EXPECT_FALSE(split[1].empty());
 }
 
+// The raw bytes of one safetensors tensor.
+std::string st_data(const SafetensorsCheckpoint& ck, const std::string& name) {
+    const StTensor* t = ck.find(name);
+    if (!t) return {};
+    FileHandle fh(t->file);
+    std::string b(t->n_elements() * st_dtype_info(t->dtype).size, '\0');
+    fh.read_at(b.data(), b.size(), t->offset);
+    return b;
+}
+
+TEST(Synth, DtypeOptionWritesTheSameValuesInEachType) {
+    TempDir tmp;
+    synth(tmp / "default", "--layers 1");
+    synth(tmp / "bf16", "--layers 1 --dtype bf16");
+    synth(tmp / "f16", "--layers 1 --dtype F16");
+    synth(tmp / "f32", "--layers 1 --dtype f32");
+    // the default is BF16 and unchanged by the option
+    EXPECT_EQ(dir_contents(tmp / "default"), dir_contents(tmp / "bf16"));
+    const std::map<std::string, std::pair<StDtype, const char*>> want = {
+        {"bf16", {StDtype::BF16, "bfloat16"}}, {"f16", {StDtype::F16, "float16"}}, {"f32", {StDtype::F32, "float32"}}};
+    std::map<std::string, SafetensorsCheckpoint> ck;
+    for (const auto& [d, w] : want) {
+        ck[d] = open_safetensors_checkpoint(tmp / d);
+        ASSERT_FALSE(ck[d].tensors.empty()) << d;
+        for (const auto& t : ck[d].tensors) EXPECT_EQ(t.dtype, w.first) << d << " " << t.name;
+        const std::string cfg = read_file(tmp / d / "config.json");
+        EXPECT_NE(cfg.find(std::string("\"torch_dtype\": \"") + w.second + "\""), std::string::npos) << d << ": " << cfg;
+    }
+    // one value stream, rounded per type: the F32 values round to exactly the BF16 and F16 files
+    for (const char* name : {"model.layers.0.mlp.down_proj.weight", "model.norm.weight"}) {
+        const std::string b = st_data(ck["bf16"], name), h = st_data(ck["f16"], name), f = st_data(ck["f32"], name);
+        ASSERT_EQ(f.size(), 2 * b.size()) << name;
+        ASSERT_EQ(h.size(), b.size()) << name;
+        size_t not_bf16 = 0;
+        for (size_t i = 0; i < b.size() / 2; ++i) {
+            float x;
+            uint16_t hb, hh;
+            std::memcpy(&x, f.data() + 4 * i, 4);
+            std::memcpy(&hb, b.data() + 2 * i, 2);
+            std::memcpy(&hh, h.data() + 2 * i, 2);
+            ASSERT_EQ(f32_to_bf16(x), hb) << name << " element " << i;
+            ASSERT_EQ(f32_to_f16(x), hh) << name << " element " << i;
+            not_bf16 += bf16_to_f32(hb) != x;
+        }
+        // F32 is not BF16 in disguise
+        EXPECT_GT(not_bf16, b.size() / 4) << name;
+    }
+    // the converter takes them: an F16 checkpoint to F16 is the source bits
+    quantize(tmp / "f16", tmp / "out", "--quant f16 --name h");
+    const fs::path g16 = tmp / "out" / "h-F16.gguf";
+    const GgufContents g = read_gguf(g16);
+    EXPECT_TRUE(tensor_data(g16, g, "blk.0.ffn_down.weight") == st_data(ck["f16"], "model.layers.0.mlp.down_proj.weight"));
+}
+
+TEST(Synth, RecipesPresetShapes) {
+    synth::SynthSpec spec;
+    spec.preset = "recipes";
+    const synth::SynthModel m = synth::synth_model(spec);
+    EXPECT_EQ(m.text.layers, 12);
+    EXPECT_EQ(m.text.hidden, 320);
+    EXPECT_NE(m.text.hidden % 256, 0);
+    EXPECT_EQ(m.text.ffn, 3328);
+    EXPECT_EQ(m.text.vocab, 4096);
+    EXPECT_EQ(m.architecture, "Gemma3ForCausalLM");
+    EXPECT_EQ(m.tensors.size(), 2u + 13u * 12u);
+    size_t over_1mi = 0;
+    for (const auto& t : m.tensors) over_1mi += t.n_elements() > (1u << 20);
+    EXPECT_EQ(over_1mi, 1u + 3u * 12u);  // token_embd and every ffn matrix
+    EXPECT_EQ(m.n_params(), 4096u * 320 + 320 + 12u * (4 * 320 + 2 * 256 + 2 * 1024 * 320 + 2 * 256 * 320 + 3 * 3328 * 320));
+
+    // it converts, with the tokenizer padded to the vocabulary
+    TempDir tmp;
+    synth(tmp / "r", "--preset recipes --layers 1 --dtype f32");
+    quantize(tmp / "r", tmp / "out", "--quant f32 --name r");
+    const GgufContents g = read_gguf(tmp / "out" / "r-F32.gguf");
+    EXPECT_EQ(names_of(g), text_names(1));
+    EXPECT_EQ(g.find("token_embd.weight")->ne, (std::vector<uint64_t>{320, 4096}));
+    EXPECT_EQ(g.find("blk.0.ffn_down.weight")->ne, (std::vector<uint64_t>{3328, 320}));
+    EXPECT_EQ(g.find("blk.0.attn_q.weight")->ne, (std::vector<uint64_t>{320, 1024}));
+    EXPECT_EQ(g.kv.get("tokenizer.ggml.tokens")->strs.size(), 4096u);
+    EXPECT_EQ(kv_int(g, "general.file_type"), 0);
+}
+
 TEST(Synth, BadOptionsAreOneLineUsageErrors) {
     TempDir tmp;
-    for (const std::string opts : {"--preset nope", "--layers 0", "--shards x", "--shards 500", "--bogus"}) {
+    for (const std::string opts : {"--preset nope", "--layers 0", "--shards x", "--shards 500", "--bogus", "--dtype f64", "--dtype q8_0"}) {
         RunResult r = run_cmf("synth " + shell_quote((tmp / "x").string()) + " " + opts);
         EXPECT_EQ(r.exit_code, 2) << opts << ": " << r.output;
         EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << opts << ": " << r.output;

@@ -8,7 +8,7 @@
 // The file set and the JSON keys mirror the golden tiny checkpoints (../shared/golden/tiny-text,
 // tiny-mm), which were made to look like google/gemma-3-1b-it and gemma-3-4b-it.
 //
-// Weights are BF16 and depend only on (seed, tensor name): a counter-based PRNG (splitmix64 of
+// Weights are BF16 (or F16 / F32 with SynthSpec::dtype) and depend only on (seed, tensor name): a counter-based PRNG (splitmix64 of
 // seed-and-name key + element index) gives element i without generating 0..i-1, so the legacy and
 // transformers-v5 layouts, and any shard split, hold bit-identical tensor data. Values are an
 // approximate normal (sum of four 16-bit uniforms, Irwin-Hall), std 0.02 for matrices; Gemma RMS
@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -35,6 +36,7 @@
 #include "cmf/format/safetensors.h"
 #include "cmf/format/safetensors_writer.h"
 #include "cmf/format/sentencepiece.h"
+#include "cmf/quant/half.h"
 
 namespace cmf::synth {
 
@@ -50,11 +52,12 @@ inline constexpr uint64_t kSynthDefaultSeed = 20250101;
 inline constexpr int kSynthPieces = 1024;
 
 struct SynthSpec {
-    std::string preset = "tiny";  // tiny | tiny-mm | medgemma-text
+    std::string preset = "tiny";  // tiny | tiny-mm | medgemma-text | recipes
     int layers = 0;               // text layers; 0 = the preset's
     uint64_t seed = kSynthDefaultSeed;
     int shards = 0;               // safetensors files; 0 = the preset's (1, 1, 2)
     bool v5 = false;              // transformers-v5 tensor names and config form
+    StDtype dtype = StDtype::BF16;  // safetensors dtype of every tensor: BF16, F16 or F32
 };
 
 struct SynthText {
@@ -90,6 +93,7 @@ struct SynthModel {
     bool v5 = false;
     int shards = 1;
     uint64_t seed = kSynthDefaultSeed;
+    StDtype dtype = StDtype::BF16;
     std::vector<SynthTensor> tensors;  // sorted by name (the safetensors header order)
 
     uint64_t n_params() const {
@@ -141,19 +145,38 @@ inline std::string layer_prefix(const char* base, int64_t i) { return std::strin
 
 }  // namespace detail
 
-// Element i of a tensor's data, as BF16 bits.
+// Element i of a tensor's data as F32, before rounding to the file's dtype.
 // (Two statements, so no compiler fuses the multiply and add: the bits must not depend on it.)
-inline uint16_t synth_value(uint64_t key, uint64_t i, float mean, float std) {
+inline float synth_value_f32(uint64_t key, uint64_t i, float mean, float std) {
     const float scaled = std * detail::approx_normal(detail::mix64(key + (i + 1) * detail::kGolden));
     const float v = mean + scaled;
-    return detail::to_bf16(v);
+    return v;
+}
+
+// Element i of a tensor's data, as BF16 bits.
+inline uint16_t synth_value(uint64_t key, uint64_t i, float mean, float std) {
+    return detail::to_bf16(synth_value_f32(key, i, mean, std));
+}
+
+// The dtypes `cmf synth --dtype` writes, by the name it takes.
+inline std::optional<StDtype> parse_synth_dtype(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (s == "bf16") return StDtype::BF16;
+    if (s == "f16") return StDtype::F16;
+    if (s == "f32") return StDtype::F32;
+    return std::nullopt;
+}
+
+// config.json's torch_dtype / dtype for a synth dtype.
+inline const char* synth_torch_dtype(StDtype d) {
+    return d == StDtype::F16 ? "float16" : d == StDtype::F32 ? "float32" : "bfloat16";
 }
 
 // ---------------------------------------------------------------------------------------------
 // Presets and the tensor list
 
 inline const std::vector<std::string>& synth_presets() {
-    static const std::vector<std::string> p = {"tiny", "tiny-mm", "medgemma-text"};
+    static const std::vector<std::string> p = {"tiny", "tiny-mm", "medgemma-text", "recipes"};
     return p;
 }
 
@@ -162,6 +185,9 @@ inline SynthModel synth_model(const SynthSpec& spec) {
     m.preset = spec.preset;
     m.seed = spec.seed;
     m.v5 = spec.v5;
+    if (spec.dtype != StDtype::BF16 && spec.dtype != StDtype::F16 && spec.dtype != StDtype::F32)
+        fail(ErrorKind::usage, "synth: dtype must be bf16, f16 or f32");
+    m.dtype = spec.dtype;
     SynthText& t = m.text;
     if (spec.preset == "tiny") {
         // ../shared/golden/tiny-text: gemma-3-1b layout, 5,018,624 parameters
@@ -180,8 +206,16 @@ inline SynthModel synth_model(const SynthSpec& spec) {
         m.architecture = "Gemma3ForCausalLM";
         t = {262208, 2560, 10240, 8, 4, 256, 3, 131072, 1024, 1000000.0, 10000.0, 8.0};
         m.shards = 2;
+    } else if (spec.preset == "recipes") {
+        // for comparing llama-quantize recipes: 12 layers (use_more_bits and the n_layer/8,
+        // n_layer/16 early-layer rules all pick different layers), hidden 320 (not a multiple of
+        // 256: the K-quant fallbacks), FFN 3328 = 13 x 256 (ffn tensors of 1,064,960 > 1 Mi
+        // elements: several chunks), n_head * head_dim = 1024 != hidden; ~50M parameters
+        m.architecture = "Gemma3ForCausalLM";
+        t = {4096, 320, 3328, 4, 1, 256, 12, 32768, 512, 1000000.0, 10000.0, 0.0};
+        m.shards = 1;
     } else {
-        fail(ErrorKind::usage, "synth: unknown preset '" + spec.preset + "' (tiny, tiny-mm, medgemma-text)");
+        fail(ErrorKind::usage, "synth: unknown preset '" + spec.preset + "' (tiny, tiny-mm, medgemma-text, recipes)");
     }
     if (spec.layers < 0 || spec.layers > 1000) fail(ErrorKind::usage, "synth: --layers must be from 1 to 1000");
     if (spec.layers > 0) t.layers = spec.layers;
@@ -609,7 +643,7 @@ inline json synth_text_config(const SynthModel& m, bool top_level) {
         // Gemma 3 interleaves five sliding-window layers with one global layer
         for (int64_t i = 0; i < t.layers; ++i) types.push_back((i + 1) % 6 == 0 ? "full_attention" : "sliding_attention");
         c["layer_types"] = types;
-        c["dtype"] = "bfloat16";
+        c["dtype"] = synth_torch_dtype(m.dtype);
         if (top_level) c["transformers_version"] = "5.0.0";
     } else {
         c["cache_implementation"] = "hybrid";
@@ -617,7 +651,7 @@ inline json synth_text_config(const SynthModel& m, bool top_level) {
         c["rope_scaling"] = t.rope_linear_factor > 0 ? json{{"factor", t.rope_linear_factor}, {"rope_type", "linear"}} : json(nullptr);
         c["rope_theta"] = t.rope_theta;
         c["sliding_window_pattern"] = 6;
-        c["torch_dtype"] = "bfloat16";
+        c["torch_dtype"] = synth_torch_dtype(m.dtype);
         if (top_level) c["transformers_version"] = "4.50.0.dev0";
     }
     return c;
@@ -636,7 +670,7 @@ inline json synth_config(const SynthModel& m) {
         {"model_type", "siglip_vision_model"}, {"num_attention_heads", v.heads}, {"num_channels", 3},
         {"num_hidden_layers", v.layers}, {"patch_size", v.patch}, {"vision_use_head", false},
     };
-    vc[m.v5 ? "dtype" : "torch_dtype"] = "bfloat16";
+    vc[m.v5 ? "dtype" : "torch_dtype"] = synth_torch_dtype(m.dtype);
     json c = {
         {"architectures", json::array({m.architecture})},
         {"boi_token_index", 20},
@@ -650,26 +684,42 @@ inline json synth_config(const SynthModel& m) {
         {"transformers_version", m.v5 ? "5.0.0" : "4.51.3"},
         {"vision_config", vc},
     };
-    c[m.v5 ? "dtype" : "torch_dtype"] = "bfloat16";
+    c[m.v5 ? "dtype" : "torch_dtype"] = synth_torch_dtype(m.dtype);
     return c;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Weights
 
-inline StTensorSpec synth_tensor_spec(const SynthTensor& t, uint64_t seed) {
+// BF16 values are the F32 values rounded to nearest even; F16 the same values rounded to F16
+// (round to nearest even); F32 the values themselves, so each dtype carries bits the narrower
+// ones cannot.
+inline StTensorSpec synth_tensor_spec(const SynthTensor& t, uint64_t seed, StDtype dtype = StDtype::BF16) {
     StTensorSpec s;
     s.name = t.name;
-    s.dtype = StDtype::BF16;
+    s.dtype = dtype;
     s.shape = t.shape;
     const uint64_t key = detail::stream_key(seed, t.key);
     const uint64_t n = t.n_elements();
     const float mean = t.mean, sd = t.std;
-    s.fill = [key, n, mean, sd](const std::function<void(const void*, size_t)>& write) {
-        std::vector<uint16_t> buf(static_cast<size_t>(std::min<uint64_t>(n, kSynthChunkElements)));
+    s.fill = [key, n, mean, sd, dtype](const std::function<void(const void*, size_t)>& write) {
+        const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, kSynthChunkElements));
+        if (dtype == StDtype::F32) {
+            std::vector<float> buf(chunk);
+            for (uint64_t i0 = 0; i0 < n; i0 += buf.size()) {
+                const uint64_t k = std::min<uint64_t>(buf.size(), n - i0);
+                for (uint64_t i = 0; i < k; ++i) buf[i] = synth_value_f32(key, i0 + i, mean, sd);
+                write(buf.data(), k * sizeof(float));
+            }
+            return;
+        }
+        std::vector<uint16_t> buf(chunk);
         for (uint64_t i0 = 0; i0 < n; i0 += buf.size()) {
             const uint64_t k = std::min<uint64_t>(buf.size(), n - i0);
-            for (uint64_t i = 0; i < k; ++i) buf[i] = synth_value(key, i0 + i, mean, sd);
+            if (dtype == StDtype::F16)
+                for (uint64_t i = 0; i < k; ++i) buf[i] = f32_to_f16(synth_value_f32(key, i0 + i, mean, sd));
+            else
+                for (uint64_t i = 0; i < k; ++i) buf[i] = synth_value(key, i0 + i, mean, sd);
             write(buf.data(), k * sizeof(uint16_t));
         }
     };
@@ -680,15 +730,16 @@ inline StTensorSpec synth_tensor_spec(const SynthTensor& t, uint64_t seed) {
 // name order across shards means llama.cpp's visiting order (shards by file name, tensors by name
 // inside each) is the same as for a single file, so sharding never changes the GGUF.
 inline std::vector<std::vector<const SynthTensor*>> synth_shard_split(const SynthModel& m) {
+    const uint64_t esz = st_dtype_info(m.dtype).size;
     uint64_t total = 0;
-    for (const auto& t : m.tensors) total += t.n_elements() * 2;
+    for (const auto& t : m.tensors) total += t.n_elements() * esz;
     const size_t n = static_cast<size_t>(m.shards);
     std::vector<std::vector<const SynthTensor*>> out(n);
     size_t s = 0;
     uint64_t acc = 0;
     for (size_t i = 0; i < m.tensors.size(); ++i) {
         out[s].push_back(&m.tensors[i]);
-        acc += m.tensors[i].n_elements() * 2;
+        acc += m.tensors[i].n_elements() * esz;
         const size_t left_tensors = m.tensors.size() - i - 1, left_shards = n - s - 1;
         // close this shard at its share of the bytes, or when each later shard needs a tensor
         if (left_shards > 0 && (acc >= total * (s + 1) / n || left_tensors == left_shards)) ++s;
@@ -722,7 +773,7 @@ inline void write_synthetic_checkpoint(const fs::path& dir, const SynthSpec& spe
     const std::map<std::string, std::string> meta = {{"format", "pt"}};
     if (m.shards == 1) {
         std::vector<StTensorSpec> specs;
-        for (const auto& t : m.tensors) specs.push_back(synth_tensor_spec(t, m.seed));
+        for (const auto& t : m.tensors) specs.push_back(synth_tensor_spec(t, m.seed, m.dtype));
         write_safetensors(dir / "model.safetensors", specs, meta);
     } else {
         json weight_map = json::object();
@@ -732,9 +783,9 @@ inline void write_synthetic_checkpoint(const fs::path& dir, const SynthSpec& spe
             const std::string fn = shard_file_name(static_cast<int>(s + 1), m.shards);
             std::vector<StTensorSpec> specs;
             for (const SynthTensor* t : split[s]) {
-                specs.push_back(synth_tensor_spec(*t, m.seed));
+                specs.push_back(synth_tensor_spec(*t, m.seed, m.dtype));
                 weight_map[t->name] = fn;
-                total += t->n_elements() * 2;
+                total += t->n_elements() * st_dtype_info(m.dtype).size;
             }
             write_safetensors(dir / fn, specs, meta);
         }
