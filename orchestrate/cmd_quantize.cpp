@@ -198,15 +198,22 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         const SweptTemporaries swept = sweep_stale_temporaries(req.out_dir);
         if (!swept.files.empty()) std::fprintf(stderr, "cmf: %s\n", describe_sweep(swept, req.out_dir).c_str());
     }
-    // the plan knows every output's exact size: refuse now, before the directory is touched,
-    // rather than fail on the last file
-    fs::path existing = fs::absolute(req.out_dir, ec);
-    while (!fs::is_directory(existing, ec) && existing.has_relative_path()) existing = existing.parent_path();
-    require_free_space(existing, planned_output_bytes(plan), "quantizing " + describe_outputs(plan));
-    set_interrupt_context("quantizing " + describe_outputs(plan));
+    // the directories this run creates, removed again if it is refused below
+    std::vector<fs::path> created;
+    for (fs::path p = fs::absolute(req.out_dir, ec); !p.empty() && !fs::exists(p, ec) && p.has_relative_path(); p = p.parent_path())
+        created.push_back(p);
     fs::create_directories(req.out_dir, ec);
     if (!fs::is_directory(req.out_dir)) fail_io("cannot create output directory " + req.out_dir.string());
     if (::access(req.out_dir.c_str(), W_OK) != 0) fail_io("output directory " + req.out_dir.string() + " is not writable");
+    // the plan knows every output's exact size: refuse now, leaving the directory as it was,
+    // rather than fail on the last file
+    try {
+        require_free_space(req.out_dir, planned_output_bytes(plan), "quantizing " + describe_outputs(plan));
+    } catch (const Error&) {
+        for (const auto& p : created) fs::remove(p, ec);  // empty: nothing was written
+        throw;
+    }
+    set_interrupt_context("quantizing " + describe_outputs(plan));
 
     const bool tty = ::isatty(2) && !a.has("quiet");
     auto last = std::chrono::steady_clock::now();
