@@ -140,7 +140,6 @@ public:
     // Fails before anything is written when the blobs not yet in the store do not fit (a
     // resumable `.cmf-partial` of one is already allocated and counts as written).
     void require_space_for(const std::vector<std::pair<std::string, uint64_t>>& blobs, const std::string& what) const {
-        ensure_dirs();
         uint64_t need = 0;
         for (const auto& [digest, size] : blobs) {
             if (has_blob(digest, size)) continue;
@@ -148,7 +147,11 @@ public:
             const auto part = fs::file_size(blob_path(digest).string() + ".cmf-partial", ec);
             need += ec ? size : (part < size ? size - part : 0);
         }
-        require_free_space(root_ / "blobs", need, what);
+        // the store may not exist yet: its nearest existing directory, nothing created
+        std::error_code ec;
+        fs::path dir = fs::absolute(root_ / "blobs", ec);
+        while (!fs::is_directory(dir, ec) && dir.has_relative_path()) dir = dir.parent_path();
+        require_free_space(dir, need, what);
     }
 
     // Blobs first, manifest last: a reader never sees a manifest naming a missing blob.
