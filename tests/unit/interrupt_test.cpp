@@ -150,6 +150,38 @@ TEST(FullDisk, ARunWhoseOutputsDoNotFitFailsBeforeWriting) {
     EXPECT_NE(r.output.find(" available\n"), std::string::npos) << r.output;
     EXPECT_EQ(listing(mnt), before) << join(listing(mnt));
     EXPECT_EQ(read_file(mnt / "already-here.gguf").size(), 100000u);
+
+    // an output directory the run would create is not left behind either
+    r = run_cmf("quantize " + shell_quote(checkpoint().string()) + " --quant q8_0 --quiet --out " + shell_quote((mnt / "new" / "sub").string()));
+    EXPECT_EQ(r.exit_code, 4) << r.output;
+    EXPECT_TRUE(r.output.starts_with("cmf quantize: not enough free space in " + (mnt / "new" / "sub").string())) << r.output;
+    EXPECT_EQ(listing(mnt), before) << join(listing(mnt));
+}
+
+TEST(FullDisk, AnImportWhoseBlobsDoNotFitFailsBeforeWriting) {
+    if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED: needs root to mount a small tmpfs";
+    TempDir d;
+    ASSERT_EQ(run_cmf("synth " + shell_quote((d / "tiny").string())).exit_code, 0);
+    RunResult q = run_cmf("quantize " + shell_quote((d / "tiny").string()) + " --quant f16 --quiet --out " + shell_quote((d / "gguf").string()));
+    ASSERT_EQ(q.exit_code, 0) << q.output;  // ~10 MB
+    const fs::path mnt = d / "small";
+    fs::create_directories(mnt);
+    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0)
+        GTEST_SKIP() << "SKIPPED: cannot mount a tmpfs here: " << std::strerror(errno);
+    struct Unmount {
+        fs::path p;
+        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+    } unmount{mnt};
+    fs::create_directories(mnt / "store" / "blobs");
+    RunResult r = run_cmf("import " + shell_quote((d / "gguf" / "tiny-F16.gguf").string()) + " tiny:f16 --license " + shell_quote((d / "tiny" / "LICENSE").string()) +
+                          " --store " + shell_quote((mnt / "store").string()));
+    EXPECT_EQ(r.exit_code, 4) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_TRUE(r.output.starts_with("cmf import: not enough free space in " + (mnt / "store" / "blobs").string() +
+                                     " for importing registry.ollama.ai/library/tiny:f16: needs "))
+        << r.output;
+    EXPECT_EQ(listing(mnt / "store"), std::set<std::string>{"blobs"});
+    EXPECT_EQ(listing(mnt / "store" / "blobs"), std::set<std::string>{});
 }
 
 }  // namespace
