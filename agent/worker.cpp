@@ -10,6 +10,7 @@
 
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud/metadata.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/factory/bucket.h"
 #include "cmf/factory/gce_worker.h"
 #include "cmf/factory/gcs_bucket.h"
@@ -170,9 +171,9 @@ int cmd_worker(const std::vector<std::string>& argv) {
         cache_target.local_root = lb->root();
         download_object = [root = lb->root()](const std::string& obj, const fs::path& dst) {
             factory::check_object_name(obj);
-            std::error_code ec;
-            fs::copy_file(root / obj, dst, fs::copy_options::overwrite_existing, ec);
-            if (ec) fail_io("cannot read " + (root / obj).string() + ": " + ec.message());
+            TempFile t(dst);  // core/temp_file.h: no partial copy under dst, not even on Ctrl-C
+            t.copy_from(root / obj);
+            t.commit();
         };
         bucket = std::move(lb);
     }

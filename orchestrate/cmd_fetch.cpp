@@ -9,6 +9,7 @@
 
 #include "cmf/cloud/auth.h"
 #include "cmf/cloud/gcs.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/hub/gcs_store.h"
 #include "cmf/hub/hf.h"
 #include "cmf/hub/source_cache.h"
@@ -48,7 +49,12 @@ Examples:
   cmf fetch hf://google/gemma-3-1b-it --cache gs://my-bucket/cmf
 )";
 
+// Hard links into the cache where possible; the files that must be copied are checked against
+// the free space first and renamed into place together (core/temp_file.h), so an interrupted or
+// failed copy leaves no partial file in DIR.
 static void place_in_out(const hub::FetchResult& r, const fs::path& out) {
+    std::vector<std::pair<fs::path, fs::path>> copies;  // src, dst
+    uint64_t copy_bytes = 0;
     for (const auto& f : r.files) {
         const fs::path src = fs::canonical(r.snapshot / f.path);
         const fs::path dst = out / f.path;
@@ -56,13 +62,23 @@ static void place_in_out(const hub::FetchResult& r, const fs::path& out) {
         fs::create_directories(dst.parent_path(), ec);
         if (ec) fail_io("cannot create " + dst.parent_path().string() + ": " + ec.message());
         fs::remove(dst, ec);
-        fs::create_hard_link(src, dst, ec);
-        if (ec) {
-            ec.clear();
-            fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
-            if (ec) fail_io("cannot write " + dst.string() + ": " + ec.message());
-        }
+        fs::create_hard_link(src, dst, ec);  // a link is whole or absent: no temporary needed
+        if (!ec) continue;
+        copies.emplace_back(src, dst);
+        copy_bytes += fs::file_size(src, ec);
     }
+    if (copies.empty()) return;
+    const SweptTemporaries swept = sweep_stale_temporaries(out);
+    if (!swept.files.empty()) std::fprintf(stderr, "cmf: %s\n", describe_sweep(swept, out).c_str());
+    require_free_space(out, copy_bytes, "copying " + std::to_string(copies.size()) + " file(s) out of the cache");
+    std::vector<std::unique_ptr<TempFile>> temps;
+    std::vector<TempFile*> ptrs;
+    for (const auto& [src, dst] : copies) {
+        temps.push_back(std::make_unique<TempFile>(dst));
+        temps.back()->copy_from(src);
+        ptrs.push_back(temps.back().get());
+    }
+    commit_all(ptrs);
 }
 
 int cmd_fetch(const std::vector<std::string>& argv) {

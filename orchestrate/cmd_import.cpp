@@ -165,6 +165,9 @@ int cmd_import(const std::vector<std::string>& argv) {
     const ollama::OllamaModel m = assemble_publish_model(a.positional[0], a, &derived);
     const ollama::ModelName name = ollama::parse_model_name(a.positional.size() == 2 ? a.positional[1] : derived);
     const ollama::OllamaStore store(a.get("store") ? fs::path(*a.get("store")) : ollama::OllamaStore::default_root());
+    const SweptTemporaries swept = sweep_stale_temporaries(store.root() / "blobs");
+    if (!swept.files.empty()) std::fprintf(stderr, "cmf: %s\n", describe_sweep(swept, store.root() / "blobs").c_str());
+    set_interrupt_context("importing " + name.display());
     store.import_model(name, m);
     const std::string manifest = m.manifest_bytes(true);
     if (!a.has("quiet")) {

@@ -37,6 +37,9 @@ int cmd_pull(const std::vector<std::string>& argv) {
     const ollama::ModelName name = registry_name(a.positional[0], a, "pull");
     const ollama::OllamaStore store(a.get("store") ? fs::path(*a.get("store")) : ollama::OllamaStore::default_root());
     ollama::RegistryClient client(net::make_http_client(), name, registry_options(a, "pull"));
+    const SweptTemporaries swept = sweep_stale_temporaries(store.root() / "blobs");
+    if (!swept.files.empty()) std::fprintf(stderr, "cmf: %s\n", describe_sweep(swept, store.root() / "blobs").c_str());
+    set_interrupt_context("pulling " + name.display());
     const ollama::PullResult r = client.pull(store);
     std::printf("pulled %s: %d blob(s) downloaded (%llu bytes), %d already present; manifest %s\n", name.display().c_str(), r.downloaded,
                 static_cast<unsigned long long>(r.bytes_downloaded), r.present, r.manifest_digest.c_str());

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cmf/core/temp_file.h"
 #include "cmf/pipeline/convert.h"
 #include "cmf/pipeline/ollama_layout.h"
 #include "cmf/pipeline/quality_report.h"
@@ -53,6 +54,14 @@ Environment (same bytes either way):
 Example:
   cmf quantize ./medgemma-1.5-4b-it --quant f16,q8_0 --mmproj --out ./gguf
 )";
+
+// "gemma-3-4b-it-Q4_K_M.gguf and 2 more": what the interrupt line says is being written
+static std::string describe_outputs(const ConversionPlan& plan) {
+    if (plan.files.empty()) return "nothing";
+    std::string s = plan.files[0].path.filename().string();
+    if (plan.files.size() > 1) s += " and " + std::to_string(plan.files.size() - 1) + " more";
+    return s;
+}
 
 static std::string human_bytes(double b) {
     const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -185,9 +194,26 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         return 0;
     }
     std::error_code ec;
+    if (fs::is_directory(req.out_dir, ec)) {
+        const SweptTemporaries swept = sweep_stale_temporaries(req.out_dir);
+        if (!swept.files.empty()) std::fprintf(stderr, "cmf: %s\n", describe_sweep(swept, req.out_dir).c_str());
+    }
+    // the directories this run creates, removed again if it is refused below
+    std::vector<fs::path> created;
+    for (fs::path p = fs::absolute(req.out_dir, ec); !p.empty() && !fs::exists(p, ec) && p.has_relative_path(); p = p.parent_path())
+        created.push_back(p);
     fs::create_directories(req.out_dir, ec);
     if (!fs::is_directory(req.out_dir)) fail_io("cannot create output directory " + req.out_dir.string());
     if (::access(req.out_dir.c_str(), W_OK) != 0) fail_io("output directory " + req.out_dir.string() + " is not writable");
+    // the plan knows every output's exact size: refuse now, leaving the directory as it was,
+    // rather than fail on the last file
+    try {
+        require_free_space(req.out_dir, planned_output_bytes(plan), "quantizing " + describe_outputs(plan));
+    } catch (const Error&) {
+        for (const auto& p : created) fs::remove(p, ec);  // empty: nothing was written
+        throw;
+    }
+    set_interrupt_context("quantizing " + describe_outputs(plan));
 
     const bool tty = ::isatty(2) && !a.has("quiet");
     auto last = std::chrono::steady_clock::now();
@@ -199,7 +225,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         std::fprintf(stderr, tty ? "\r  reading %s / %s (%3.0f%%)" : "  reading %s / %s (%3.0f%%)\n", human_bytes(static_cast<double>(done)).c_str(),
                      human_bytes(static_cast<double>(total)).c_str(), total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0);
     };
-    ConvertResult r = run_conversion(plan, threads, progress);
+    ConvertResult r = write_conversion(plan, threads, progress);
     if (tty) std::fputs("\r\033[K", stderr);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%-48s %8s %12s %7s\n", "file", "tensors", "size", "bpw");
@@ -213,12 +239,21 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                     human_bytes(static_cast<double>(f.layout.file_size)).c_str(),
                     elems ? 8.0 * static_cast<double>(bytes) / static_cast<double>(elems) : 0.0);
     }
-    // quality reports: JSON next to each file, the gist on the console
+    // quality reports: JSON next to each file, renamed into place with the GGUF files, all or
+    // none; the gist on the console
+    std::vector<std::unique_ptr<TempFile>> reports;
+    std::vector<TempFile*> outputs;
+    for (auto& o : r.pending) outputs.push_back(&o->temp());
+    for (size_t fi = 0; fi < plan.files.size(); ++fi) {
+        fs::path qp = plan.files[fi].path;
+        qp.replace_extension(".quality.json");
+        reports.push_back(std::make_unique<TempFile>(qp));
+        reports.back()->write(quality_report_json(plan.files[fi], r.errors[fi]).dump(1) + "\n");
+        outputs.push_back(reports.back().get());
+    }
+    commit_all(outputs);
     for (size_t fi = 0; fi < plan.files.size(); ++fi) {
         const auto& f = plan.files[fi];
-        fs::path qp = f.path;
-        qp.replace_extension(".quality.json");
-        write_file_atomic(qp, quality_report_json(f, r.errors[fi]).dump(1) + "\n");
         const QualitySummary q = summarize_quality(f, r.errors[fi]);
         if (q.overall_relative_rms == 0) continue;  // lossless
         std::printf("%s: relative RMS error %.3e, max abs %.3e; worst:", f.path.filename().string().c_str(), q.overall_relative_rms, q.max_abs);

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "cmf/cloud/auth.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/cloud/gce.h"
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud_init_files.h"
@@ -184,6 +185,9 @@ inline std::string last_n_lines(const std::string& s, size_t n) { return factory
 // 130/143 interrupted). `job` is filled in (bucket, secrets) here.
 inline int run_gce_job(Cloud& c, const factory::FactoryConfig& cfg, factory::Job job, const RunOptions& ro) {
     install_signal_handlers();
+    // Under cmf's interrupt watcher the signals are blocked and arrive here instead: this run
+    // handles them itself (deletes the VM, returns 130/143).
+    InterruptDeferral signals([](int sig) { pending_signal().store(sig); });
     const bool quiet = ro.quiet;
     auto say = [quiet](const std::string& s) {
         if (!quiet) std::fprintf(stderr, "cmf: %s\n", s.c_str());

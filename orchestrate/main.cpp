@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/quant/kernels_dispatch.h"
 #include "orchestrate/commands.h"
 
@@ -78,6 +79,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> rest(argv + 2, argv + argc);
     for (const auto& c : kCommands) {
         if (cmd != c.name) continue;
+        // before any thread: Ctrl-C, SIGTERM and SIGHUP remove this run's temporaries, print
+        // one line and exit 128+signal (core/temp_file.h)
+        cmf::install_interrupt_watcher(std::string("running cmf ") + c.name);
         try {
             return c.fn(rest);
         } catch (const cmf::Error& e) {

@@ -76,7 +76,7 @@ std::vector<fs::path> all_files(const fs::path& root) {
 
 bool has_temp_gguf(const fs::path& dir) {
     for (const auto& p : all_files(dir))
-        if (p.filename().string().find(".tmp-") != std::string::npos) return true;
+        if (p.filename().string().find(".tmp-") != std::string::npos || p.filename().string().starts_with(".cmf-tmp-")) return true;
     return false;
 }
 

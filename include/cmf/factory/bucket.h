@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 
 namespace cmf::factory {
 
@@ -87,52 +88,27 @@ public:
 
     void put(const std::string& name, const std::string& data) override {
         const fs::path dst = path_of(name);
-        const fs::path tmp = write_temp(dst, [&](int fd) { write_all(fd, data.data(), data.size(), dst); });
-        if (::rename(tmp.c_str(), dst.c_str()) != 0) {
-            int e = errno;
-            ::unlink(tmp.c_str());
-            fail_io("cannot rename into " + dst.string() + ": " + std::strerror(e));
-        }
-        sync_dir(dst.parent_path());
+        TempFile t(dst);  // core/temp_file.h: removed on error or interrupt
+        t.write(data);
+        t.commit();
     }
 
     void put_file(const std::string& name, const fs::path& file) override {
         const fs::path dst = path_of(name);
-        int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-        if (in < 0) fail_io("cannot open " + file.string() + ": " + std::strerror(errno));
-        fs::path tmp;
-        try {
-            tmp = write_temp(dst, [&](int fd) {
-                std::vector<char> buf(1 << 20);
-                for (;;) {
-                    ssize_t n = ::read(in, buf.data(), buf.size());
-                    if (n < 0 && errno == EINTR) continue;
-                    if (n < 0) fail_io("read error on " + file.string() + ": " + std::strerror(errno));
-                    if (n == 0) break;
-                    write_all(fd, buf.data(), static_cast<size_t>(n), dst);
-                }
-            });
-        } catch (...) {
-            ::close(in);
-            throw;
-        }
-        ::close(in);
-        if (::rename(tmp.c_str(), dst.c_str()) != 0) {
-            int e = errno;
-            ::unlink(tmp.c_str());
-            fail_io("cannot rename into " + dst.string() + ": " + std::strerror(e));
-        }
-        sync_dir(dst.parent_path());
+        TempFile t(dst);
+        t.copy_from(file);
+        t.commit();
     }
 
     bool put_if_absent(const std::string& name, const std::string& data) override {
         const fs::path dst = path_of(name);
-        const fs::path tmp = write_temp(dst, [&](int fd) { write_all(fd, data.data(), data.size(), dst); });
+        TempFile t(dst);
+        t.write(data);
+        t.sync();
         // link() never replaces an existing name: the create-only write, atomic like GCS's
-        // ifGenerationMatch=0.
-        int rc = ::link(tmp.c_str(), dst.c_str());
+        // ifGenerationMatch=0. The temporary name goes with t.
+        int rc = ::link(t.path().c_str(), dst.c_str());
         int e = errno;
-        ::unlink(tmp.c_str());
         if (rc != 0) {
             if (e == EEXIST) return false;
             fail_io("cannot create " + dst.string() + ": " + std::strerror(e));
@@ -215,35 +191,6 @@ private:
         i.updated = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
             std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
         return i;
-    }
-
-    static void write_all(int fd, const char* p, size_t n, const fs::path& dst) {
-        while (n > 0) {
-            ssize_t w = ::write(fd, p, n);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) fail_io("write error on " + dst.string() + ": " + std::strerror(errno));
-            p += w;
-            n -= static_cast<size_t>(w);
-        }
-    }
-
-    template <class Fill>
-    static fs::path write_temp(const fs::path& dst, Fill&& fill) {
-        static std::atomic<unsigned> counter{0};
-        const fs::path tmp = dst.parent_path() / (".cmf-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
-                                                  dst.filename().string());
-        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0) fail_io("cannot create " + tmp.string() + ": " + std::strerror(errno));
-        try {
-            fill(fd);
-            if (::fsync(fd) != 0) fail_io("fsync failed on " + tmp.string() + ": " + std::strerror(errno));
-        } catch (...) {
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            throw;
-        }
-        ::close(fd);
-        return tmp;
     }
 
     static void sync_dir(const fs::path& dir) {

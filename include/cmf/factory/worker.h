@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/factory/bucket.h"
 #include "cmf/factory/digest.h"
 #include "cmf/factory/job.h"
@@ -361,6 +362,8 @@ private:
             log("one pass over the source for " + types + (req.mmproj ? " + mmproj" : ""), pending);
             phase("quantize", types, 0);
             const unsigned threads = job_.threads ? job_.threads : std::max(1u, std::thread::hardware_concurrency());
+            // the plan knows every output's exact size: refuse now rather than fail on the last file
+            require_free_space(out_dir, planned_output_bytes(plan), "quantizing " + types);
             bool first_progress = true;
             ConvertResult res = run_conversion(plan, threads, [&](uint64_t done, uint64_t total) {
                 if (first_progress && hooks_.on_phase) {

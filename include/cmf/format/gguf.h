@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/format/direct_writer.h"
 #include "cmf/quant/types.h"
 
@@ -291,7 +292,7 @@ struct GgufLayout {
     }
 };
 
-// A GGUF file being written: created under a temporary name in the target directory, sized up
+// A GGUF file being written: a TempFile in the target directory (core/temp_file.h), sized up
 // front (so padding is zeros), filled at known offsets (through DirectWriter: gathered into
 // aligned segments and written with O_DIRECT where the filesystem allows), then fsynced and
 // renamed. Destroying it without commit() removes the temporary file: no partial output is left.
@@ -299,21 +300,15 @@ class GgufOutput {
 public:
     // max_segments: output segments held in memory at once (DirectWriter), 4 MiB each.
     GgufOutput(const fs::path& final_path, const GgufLayout& layout, size_t max_segments = DirectWriter::kMaxSegments)
-        : final_(final_path) {
-        tmp_ = final_path.parent_path() / ("." + final_path.filename().string() + ".tmp-" + std::to_string(::getpid()));
-        fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd_ < 0) fail_io("cannot create " + tmp_.string() + ": " + std::strerror(errno));
-        if (::ftruncate(fd_, static_cast<off_t>(layout.file_size)) != 0) {
-            int e = errno;
-            abandon();
-            fail_io("cannot size " + final_.string() + " to " + std::to_string(layout.file_size) + " bytes: " + std::strerror(e));
-        }
+        : tmp_(final_path) {
+        if (::ftruncate(tmp_.fd(), static_cast<off_t>(layout.file_size)) != 0)
+            fail_io("cannot size " + final_path.string() + " to " + std::to_string(layout.file_size) + " bytes: " + std::strerror(errno));
         std::vector<std::pair<uint64_t, uint64_t>> ranges{{0, layout.header.size()}};
         for (const auto& t : layout.tensors) ranges.emplace_back(layout.data_start + t.offset, t.nbytes);
-        writer_ = std::make_unique<DirectWriter>(fd_, tmp_.string(), ranges, layout.file_size, final_.string(), max_segments);
+        writer_ = std::make_unique<DirectWriter>(tmp_.fd(), tmp_.path().string(), ranges, layout.file_size, final_path.string(), max_segments);
         write_at(layout.header.data(), layout.header.size(), 0);
     }
-    ~GgufOutput() { abandon(); }
+    ~GgufOutput() { writer_.reset(); }
     GgufOutput(const GgufOutput&) = delete;
     GgufOutput& operator=(const GgufOutput&) = delete;
 
@@ -322,44 +317,23 @@ public:
         writer_->write_at(static_cast<const char*>(data), n, offset);
     }
 
-    void commit() {
+    // Every byte handed to the file system; what remains is temp().commit() or commit_all().
+    void finish() {
+        if (!writer_) return;
         writer_->flush();
-        if (::fsync(fd_) != 0) fail_io("fsync failed on " + final_.string() + ": " + std::strerror(errno));
-        ::close(fd_);
-        fd_ = -1;
-        std::error_code ec;
-        fs::rename(tmp_, final_, ec);
-        if (ec) {
-            fs::remove(tmp_, ec);
-            fail_io("cannot rename into " + final_.string() + ": " + ec.message());
-        }
-        // make the rename itself durable
-        int dfd = ::open(final_.parent_path().empty() ? "." : final_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
-        committed_ = true;
+        writer_.reset();
     }
+    void commit() {
+        finish();
+        tmp_.commit();
+    }
+    TempFile& temp() { return tmp_; }
 
-    const fs::path& path() const { return final_; }
+    const fs::path& path() const { return tmp_.final_path(); }
 
 private:
-    void abandon() {
-        writer_.reset();
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-        if (!committed_ && !tmp_.empty()) {
-            std::error_code ec;
-            fs::remove(tmp_, ec);
-        }
-    }
-    fs::path final_, tmp_;
-    int fd_ = -1;
+    TempFile tmp_;
     std::unique_ptr<DirectWriter> writer_;
-    bool committed_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------

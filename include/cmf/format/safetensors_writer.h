@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/format/safetensors.h"
 
 namespace cmf {
@@ -43,13 +44,13 @@ inline void write_safetensors(const fs::path& path, const std::vector<StTensorSp
     }
     std::string hs = h.dump();
     while ((8 + hs.size()) % 8) hs += ' ';  // keep the data section 8-byte aligned, as safetensors does
-    const fs::path tmp = path.string() + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail_io("cannot create " + tmp.string());
+    TempFile out(path);  // core/temp_file.h: removed unless complete
+    std::string buf;
     auto put = [&](const void* p, size_t n) {
-        if (n && std::fwrite(p, 1, n, f) != n) {
-            std::fclose(f);
-            fail_io("write error on " + tmp.string());
+        buf.append(static_cast<const char*>(p), n);
+        if (buf.size() >= (1u << 20)) {
+            out.write(buf);
+            buf.clear();
         }
     };
     uint64_t n = hs.size();
@@ -64,14 +65,11 @@ inline void write_safetensors(const fs::path& path, const std::vector<StTensorSp
             written += k;
         });
         if (written != t.nbytes()) {
-            std::fclose(f);
             fail(ErrorKind::internal, "tensor " + t.name + " filled " + std::to_string(written) + " of " + std::to_string(t.nbytes()) + " bytes");
         }
     }
-    if (std::fclose(f) != 0) fail_io("write error on " + tmp.string());
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) fail_io("cannot rename " + tmp.string() + ": " + ec.message());
+    out.write(buf);
+    out.commit();
 }
 
 // A spec whose bytes are copied from an existing tensor of another checkpoint.

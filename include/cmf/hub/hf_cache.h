@@ -27,6 +27,7 @@
 #include <string>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/hub/digest.h"
 
 namespace cmf::hub {
@@ -97,14 +98,9 @@ public:
         fs::create_directories(p.parent_path(), ec);
         if (ec) fail_io("cannot create " + p.parent_path().string() + ": " + ec.message());
         if (read_ref(repo_id, revision) == commit) return;
-        const fs::path tmp = p.string() + ".tmp" + std::to_string(::getpid());
-        {
-            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-            out << commit;
-            if (!out) fail_io("cannot write " + tmp.string());
-        }
-        fs::rename(tmp, p, ec);
-        if (ec) fail_io("cannot write " + p.string() + ": " + ec.message());
+        TempFile out(p);
+        out.write(commit);
+        out.commit();
     }
 
     std::optional<std::string> read_ref(const std::string& repo_id, const std::string& revision) const {

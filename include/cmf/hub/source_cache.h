@@ -24,6 +24,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -33,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/hub/digest.h"
 #include "cmf/hub/hf_fetch.h"
 
@@ -73,22 +75,16 @@ public:
         return ObjectInfo{name, fs::file_size(p, ec)};
     }
     void get_to_file(const std::string& name, const fs::path& dest) override {
-        std::error_code ec;
-        fs::copy_file(path_of(name), dest, fs::copy_options::overwrite_existing, ec);
-        if (ec) fail_io("cannot read " + describe(name) + ": " + ec.message());
+        TempFile t(dest);
+        t.copy_from(path_of(name));
+        t.commit();
     }
-    void put_file(const std::string& name, const fs::path& src) override {
-        const auto tmp = stage(name, src);
-        std::error_code ec;
-        fs::rename(tmp, path_of(name), ec);
-        if (ec) fail_io("cannot write " + describe(name) + ": " + ec.message());
-    }
+    void put_file(const std::string& name, const fs::path& src) override { stage(name, src)->commit(); }
     bool put_if_absent(const std::string& name, const fs::path& src) override {
         const auto tmp = stage(name, src);
-        const int rc = ::link(tmp.c_str(), path_of(name).c_str());
+        tmp->sync();
+        const int rc = ::link(tmp->path().c_str(), path_of(name).c_str());
         const int err = errno;
-        std::error_code ec;
-        fs::remove(tmp, ec);
         if (rc == 0) return true;
         if (err == EEXIST) return false;
         fail_io("cannot write " + describe(name) + ": " + std::strerror(err));
@@ -114,16 +110,16 @@ private:
             fail(ErrorKind::internal, "bad object name '" + name + "'");
         return root_ / name;
     }
-    fs::path stage(const std::string& name, const fs::path& src) {
+    // A copy of src under a temporary name beside the object (core/temp_file.h: removed on
+    // error, interrupt, or when dropped after the link of put_if_absent).
+    std::unique_ptr<TempFile> stage(const std::string& name, const fs::path& src) {
         const auto p = path_of(name);
         std::error_code ec;
         fs::create_directories(p.parent_path(), ec);
         if (ec) fail_io("cannot create " + p.parent_path().string() + ": " + ec.message());
-        static std::atomic<unsigned> seq{0};
-        const fs::path tmp = p.parent_path() / (".cmf-tmp-" + std::to_string(::getpid()) + "-" + std::to_string(seq++));
-        fs::copy_file(src, tmp, fs::copy_options::overwrite_existing, ec);
-        if (ec) fail_io("cannot write " + describe(name) + ": " + ec.message());
-        return tmp;
+        auto t = std::make_unique<TempFile>(p);
+        t->copy_from(src);
+        return t;
     }
     fs::path root_;
 };
@@ -411,29 +407,18 @@ private:
 
     void write_manifest(SourceManifest& m, const fs::path& scratch, bool replace) {
         m.created = utc_now_rfc3339();
-        const fs::path tmp = scratch / ("manifest-" + m.commit + "-" + std::to_string(::getpid()) + ".json");
-        {
-            std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-            o << m.to_json();
-            if (!o) fail_io("cannot write " + tmp.string());
-        }
+        TempFile tmp(scratch / ("manifest-" + m.commit + ".json"));  // removed when done, or on Ctrl-C
+        tmp.write(m.to_json());
         const std::string name = manifest_name(m.repo, m.commit);
-        if (replace) store_.put_file(name, tmp);
-        else store_.put_if_absent(name, tmp);  // a concurrent first fetch wrote an equivalent one
-        std::error_code ec;
-        fs::remove(tmp, ec);
+        if (replace) store_.put_file(name, tmp.path());
+        else store_.put_if_absent(name, tmp.path());  // a concurrent first fetch wrote an equivalent one
     }
 
     void write_ref(const HfSource& src, const std::string& commit, const fs::path& scratch) {
         if (src.revision_is_commit()) return;
-        const fs::path tmp = scratch / ("ref-" + std::to_string(::getpid()));
-        {
-            std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-            o << commit;
-        }
-        store_.put_file(ref_name(src.repo_id(), src.revision), tmp);
-        std::error_code ec;
-        fs::remove(tmp, ec);
+        TempFile tmp(scratch / "ref");
+        tmp.write(commit);
+        store_.put_file(ref_name(src.repo_id(), src.revision), tmp.path());
     }
 
     static std::string slurp(const fs::path& p) {

@@ -55,6 +55,7 @@
 #include "cmf/core/digest.h"
 #include "cmf/core/encoding.h"
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/net/http.h"
 #include "cmf/net/http_parse.h"
 
@@ -283,6 +284,7 @@ public:
         std::optional<nlohmann::json> saved;
         if (allow_resume && opt_.resume && fs::exists(tmp_)) saved = load_state();
         file_ = std::make_unique<File>(tmp_, !saved);
+        const KeptPartial kept(tmp_);  // survives an interrupt on purpose; the interrupt line names it
         std::optional<std::uint64_t> size = opt_.expected_size;
         if (saved && (!size || *size == saved->at("size").get<std::uint64_t>())) size = saved->at("size").get<std::uint64_t>();
         else saved.reset();
@@ -625,15 +627,9 @@ private:
             if (auto g = chunks_[i]->got.load()) got[std::to_string(i)] = g;
         file_->sync();
         nlohmann::json j = {{"version", kStateVersion}, {"identity", identity_}, {"size", size_}, {"chunk_size", chunk_size_}, {"got", got}};
-        const fs::path tmp = state_.string() + ".tmp";
-        {
-            std::ofstream o(tmp, std::ios::trunc);
-            o << j.dump();
-            if (!o.flush()) fail_io("cannot write " + tmp.string());
-        }
-        std::error_code ec;
-        fs::rename(tmp, state_, ec);
-        if (ec) fail_io("cannot write " + state_.string() + ": " + ec.message());
+        TempFile t(state_);  // core/temp_file.h: never a half-written sidecar, not even on Ctrl-C
+        t.write(j.dump());
+        t.commit();
     }
 
     void start_persister() {

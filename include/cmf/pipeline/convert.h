@@ -300,12 +300,22 @@ struct ConvertResult {
     ExecuteStats stats;
     // per file (plan order), per layout tensor: error of the written values against the source
     std::vector<std::vector<ErrorStat>> errors;
+    // write_conversion(): every file complete under its temporary name, not yet in place
+    std::vector<std::unique_ptr<GgufOutput>> pending;
 };
 
-// Writes every planned file. Outputs appear only when all of them are complete: each is written
-// under a temporary name and renamed at the end; on any error the temporaries are removed.
-inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads,
-                                    const std::function<void(uint64_t, uint64_t)>& progress = {}) {
+// The exact bytes the plan's files take on disk.
+inline uint64_t planned_output_bytes(const ConversionPlan& plan) {
+    uint64_t n = 0;
+    for (const auto& f : plan.files) n += f.layout.file_size;
+    return n;
+}
+
+// Writes every planned file under its temporary name and leaves them in r.pending: the caller
+// adds its own files (quality reports) and renames them all together with commit_all().
+// On any error (or an interrupt) the temporaries are removed.
+inline ConvertResult write_conversion(const ConversionPlan& plan, unsigned threads,
+                                      const std::function<void(uint64_t, uint64_t)>& progress = {}) {
     // output buffers: 128 MiB in all (8 segments of 4 MiB per file for up to four files), at
     // least 2 per file when many variants are written at once (more spill through the cache)
     const size_t per_file = std::clamp<size_t>(32 / std::max<size_t>(1, plan.files.size()), 2, DirectWriter::kMaxSegments);
@@ -337,9 +347,21 @@ inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads
         if (!t.sinks.empty()) wanted.push_back(std::move(t));
     r.stats = execute_tasks(wanted, threads, progress);
     for (auto& o : outs) {
-        o->commit();
+        o->finish();
         r.files.push_back(o->path());
     }
+    r.pending = std::move(outs);
+    return r;
+}
+
+// Writes every planned file. Outputs appear only when all of them are complete (commit_all).
+inline ConvertResult run_conversion(const ConversionPlan& plan, unsigned threads,
+                                    const std::function<void(uint64_t, uint64_t)>& progress = {}) {
+    ConvertResult r = write_conversion(plan, threads, progress);
+    std::vector<TempFile*> temps;
+    for (auto& o : r.pending) temps.push_back(&o->temp());
+    commit_all(temps);
+    r.pending.clear();
     return r;
 }
 

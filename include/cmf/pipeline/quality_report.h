@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/pipeline/convert.h"
 
 namespace cmf {
@@ -56,29 +57,11 @@ inline nlohmann::json quality_report_json(const PlannedFile& f, const std::vecto
     return j;
 }
 
-// Writes a small text file atomically (temp name, fsync, rename).
+// Writes a small text file atomically (TempFile: temp name, fsync, rename).
 inline void write_file_atomic(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail_io("cannot create " + tmp.string());
-    size_t off = 0;
-    while (off < text.size()) {
-        ssize_t w = ::write(fd, text.data() + off, text.size() - off);
-        if (w <= 0) {
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            fail_io("write error on " + tmp.string());
-        }
-        off += static_cast<size_t>(w);
-    }
-    ::fsync(fd);
-    ::close(fd);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        fail_io("cannot rename into " + path.string());
-    }
+    TempFile out(path);
+    out.write(text);
+    out.commit();
 }
 
 }  // namespace cmf

@@ -23,81 +23,38 @@
 #include <string>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/registry/model_name.h"
 #include "cmf/registry/ollama_model.h"
 
 namespace cmf::ollama {
 
 // A file written under a temporary name next to its destination and renamed into place by
-// commit(); removed if never committed.
+// commit(); removed if never committed, also on Ctrl-C (a TempFile, core/temp_file.h: the
+// `.cmf-tmp-` name is not a digest, so Ollama's blob pruning removes one a crash left behind,
+// and not a valid tag, so Ollama's manifest listing skips it).
 class AtomicFile {
 public:
-    explicit AtomicFile(const fs::path& final_path, mode_t mode = 0644) : final_(final_path), mode_(mode) {
-        std::error_code ec;
-        fs::create_directories(final_path.parent_path(), ec);
-        std::random_device rd;
-        tmp_ = final_path.parent_path() / (final_path.filename().string() + "-partial-cmf" + std::to_string(::getpid()) + "-" +
-                                           std::to_string(rd()));
-        fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd_ < 0) fail_io("cannot create " + tmp_.string() + ": " + std::strerror(errno));
-    }
-    ~AtomicFile() {
-        if (fd_ >= 0) ::close(fd_);
-        if (!committed_) {
-            std::error_code ec;
-            fs::remove(tmp_, ec);
-        }
-    }
-    AtomicFile(const AtomicFile&) = delete;
-    AtomicFile& operator=(const AtomicFile&) = delete;
+    explicit AtomicFile(const fs::path& final_path, mode_t mode = 0644) : tmp_(make(final_path), 0600), mode_(mode) {}
 
-    int fd() const { return fd_; }
-    const fs::path& temp_path() const { return tmp_; }
+    int fd() const { return tmp_.fd(); }
+    const fs::path& temp_path() const { return tmp_.path(); }
 
-    void write(const void* data, size_t n) {
-        const char* p = static_cast<const char*>(data);
-        while (n > 0) {
-            ssize_t w = ::write(fd_, p, n);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                fail_io("write error on " + tmp_.string() + ": " + std::strerror(errno));
-            }
-            p += w;
-            n -= static_cast<size_t>(w);
-        }
-    }
-    void pwrite_at(const void* data, size_t n, uint64_t off) {
-        const char* p = static_cast<const char*>(data);
-        while (n > 0) {
-            ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(off));
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                fail_io("write error on " + tmp_.string() + ": " + std::strerror(errno));
-            }
-            p += w;
-            n -= static_cast<size_t>(w);
-            off += static_cast<uint64_t>(w);
-        }
-    }
+    void write(const void* data, size_t n) { tmp_.write(data, n); }
+    void pwrite_at(const void* data, size_t n, uint64_t off) { tmp_.pwrite_at(data, n, off); }
     void commit() {
-        if (::fsync(fd_) != 0) fail_io("fsync failed on " + tmp_.string() + ": " + std::strerror(errno));
-        ::fchmod(fd_, mode_);
-        ::close(fd_);
-        fd_ = -1;
-        if (::rename(tmp_.c_str(), final_.c_str()) != 0) fail_io("cannot rename into " + final_.string() + ": " + std::strerror(errno));
-        committed_ = true;
-        int dfd = ::open(final_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
+        ::fchmod(tmp_.fd(), mode_);
+        tmp_.commit();
     }
 
 private:
-    fs::path final_, tmp_;
+    static const fs::path& make(const fs::path& final_path) {
+        std::error_code ec;
+        fs::create_directories(final_path.parent_path(), ec);
+        return final_path;
+    }
+    TempFile tmp_;
     mode_t mode_;
-    int fd_ = -1;
-    bool committed_ = false;
 };
 
 class OllamaStore {
@@ -180,8 +137,28 @@ public:
         return s;
     }
 
+    // Fails before anything is written when the blobs not yet in the store do not fit (a
+    // resumable `.cmf-partial` of one is already allocated and counts as written).
+    void require_space_for(const std::vector<std::pair<std::string, uint64_t>>& blobs, const std::string& what) const {
+        uint64_t need = 0;
+        for (const auto& [digest, size] : blobs) {
+            if (has_blob(digest, size)) continue;
+            std::error_code ec;
+            const auto part = fs::file_size(blob_path(digest).string() + ".cmf-partial", ec);
+            need += ec ? size : (part < size ? size - part : 0);
+        }
+        // the store may not exist yet: its nearest existing directory, nothing created
+        std::error_code ec;
+        fs::path dir = fs::absolute(root_ / "blobs", ec);
+        while (!fs::is_directory(dir, ec) && dir.has_relative_path()) dir = dir.parent_path();
+        require_free_space(dir, need, what);
+    }
+
     // Blobs first, manifest last: a reader never sees a manifest naming a missing blob.
     void import_model(const ModelName& n, const OllamaModel& m) const {
+        std::vector<std::pair<std::string, uint64_t>> sizes;
+        for (const OllamaBlob* b : m.blobs()) sizes.emplace_back(b->digest, b->size);
+        require_space_for(sizes, "importing " + n.display());
         for (const OllamaBlob* b : m.blobs()) put_blob(*b);
         write_manifest(n, m.manifest_bytes(true));
     }

@@ -192,6 +192,9 @@ public:
         std::vector<ManifestDesc> all = pm.layers;
         all.push_back(pm.config);
         store.ensure_dirs();
+        std::vector<std::pair<std::string, uint64_t>> sizes;
+        for (const auto& d : all) sizes.emplace_back(d.digest, d.size);
+        store.require_space_for(sizes, "pulling " + name_.display());
         for (const auto& d : all) {
             if (store.has_blob(d.digest, d.size)) {
                 ++r.present;

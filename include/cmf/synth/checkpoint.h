@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/core/temp_file.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/format/safetensors_writer.h"
 #include "cmf/format/sentencepiece.h"
@@ -501,14 +502,9 @@ inline std::vector<std::pair<int, std::pair<std::string, bool>>> added_tokens() 
 }
 
 inline void write_text(const fs::path& p, const std::string& s) {
-    const fs::path tmp = p.string() + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail_io("cannot create " + tmp.string() + ": " + std::strerror(errno));
-    const bool ok = std::fwrite(s.data(), 1, s.size(), f) == s.size();
-    if (std::fclose(f) != 0 || !ok) fail_io("write error on " + tmp.string());
-    std::error_code ec;
-    fs::rename(tmp, p, ec);
-    if (ec) fail_io("cannot rename " + tmp.string() + ": " + ec.message());
+    TempFile out(p);
+    out.write(s);
+    out.commit();
 }
 
 // transformers writes JSON with indent 2 and sorted keys (nlohmann's object order) plus a newline.
