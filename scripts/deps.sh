@@ -124,7 +124,7 @@ need_node() {
     if [[ -z "$dv" || "$dv" == *nodesource* ]]; then
       local origin="not from Debian"
       [[ -n "$dv" ]] && origin="from NodeSource (nodejs $dv)"
-      die "node v$(version_of node --version) is installed $origin but npm is missing; Debian's npm package conflicts with it: reinstall that Node.js with its bundled npm (e.g. NodeSource's nodejs)"
+      die "node v$(version_of node --version) is installed $origin but npm is missing or does not run; Debian's npm package conflicts with it: reinstall that Node.js with its bundled npm (e.g. NodeSource's nodejs)"
     fi
     want npm   # Debian's own nodejs >= 20: its npm is the matching package
     return 0
