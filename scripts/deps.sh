@@ -131,7 +131,8 @@ need_node() {
   fi
   # no node, or too old: only apt's nodejs if it would be >= 20
   cand="$(nodejs_candidate)"
-  if [[ -n "$cand" && "$cand" =~ ^([0-9]+:)?([0-9]+) ]] && (( BASH_REMATCH[2] >= NODE_MIN_MAJOR )); then
+  # (apt's nodejs already installed at that version, yet not the node on PATH: apt cannot help)
+  if [[ -n "$cand" && "$cand" != "$(nodejs_dpkg_version)" && "$cand" =~ ^([0-9]+:)?([0-9]+) ]] && (( BASH_REMATCH[2] >= NODE_MIN_MAJOR )); then
     want nodejs
     # NodeSource's nodejs bundles npm (and conflicts with Debian's); Debian's needs its npm package
     [[ "$cand" == *nodesource* ]] || (( npm_ok )) || want npm

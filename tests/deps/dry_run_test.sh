@@ -66,6 +66,7 @@ NONODE="$(mkbin nonode "${BUILD_TOOLS[@]}" "$APT_18")"
 NONODE_NOAPT="$(mkbin nonode-noapt "${BUILD_TOOLS[@]}")"
 NONODE_DEB20="$(mkbin nonode-deb20 "${BUILD_TOOLS[@]}" "apt-cache=nodejs:\n  Installed: (none)\n  Candidate: 20.19.2+dfsg-1\n")"
 NONODE_NS="$(mkbin nonode-ns "${BUILD_TOOLS[@]}" "apt-cache=nodejs:\n  Installed: (none)\n  Candidate: 20.20.2-1nodesource1\n")"
+NODE18_NS_INSTALLED="$(mkbin node18-ns "${BUILD_TOOLS[@]}" "node=v18.19.0" "npm=10.2.3" "$NS_DPKG" "apt-cache=nodejs:\n  Installed: 20.20.2-1nodesource1\n  Candidate: 20.20.2-1nodesource1\n")"
 NS20_NONPM="$(mkbin ns20-nonpm "${BUILD_TOOLS[@]}" "node=v20.20.2" "$NS_DPKG" "$APT_18")"
 NS20_BADNPM="$(mkbin ns20-badnpm "${BUILD_TOOLS[@]}" "node=v20.20.2" "npm=FAIL" "$NS_DPKG" "$APT_18")"
 NVM20_NONPM="$(mkbin nvm20-nonpm "${BUILD_TOOLS[@]}" "node=v20.11.0" "$APT_18")"   # dpkg knows no nodejs
@@ -111,6 +112,7 @@ check "c: no node" "$NONODE" "$FULL" demo "nothing to install"
 #     apt would give Node >= 20: Debian's (with Debian's npm) / NodeSource's (bundles npm: nodejs only)
 check "c: no node, apt has Debian 20" "$NONODE_DEB20" "$FULL" test "would install: nodejs npm"
 check "c: no node, apt has NodeSource 20" "$NONODE_NS" "$FULL" test "would install: nodejs"
+check "c: node 18 first on PATH, apt's NodeSource 20 already installed" "$NODE18_NS_INSTALLED" "$FULL" test "" 1 "$NODE_OLD_RE"
 # (d) one library missing -> exactly its package
 for t in build demo test; do check "d: zstd.h missing" "$NS20" "$NO_ZSTD" "$t" "would install: libzstd-dev"; done
 check "d: gtest only as a CMake config" "$NS20" "$GTEST_CMAKE" build "nothing to install"
