@@ -5,4 +5,4 @@
 # Run just this: ctest -R deps_dry_run --output-on-failure   (or: bash tests/deps/dry_run_test.sh)
 add_test(NAME deps_dry_run
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tests/deps/dry_run_test.sh ${CMAKE_CURRENT_SOURCE_DIR}/scripts/deps.sh)
-set_tests_properties(deps_dry_run PROPERTIES TIMEOUT 120 LABELS "deps")
+set_tests_properties(deps_dry_run PROPERTIES TIMEOUT 300 LABELS "deps")
