@@ -9,8 +9,10 @@
 #    in a clone, which minbase lacks but a cloud image has;
 #  - NodeSource's nodejs (Node 20 with its own npm; Conflicts: npm): the host's installed package
 #    repacked with dpkg-repack and installed with apt (which pulls its python3 dependency), so the
-#    conflict with Debian's npm is reproduced exactly. --scenario no-node leaves it out: `make demo`
-#    must still pass and `make test` must stop on scripts/deps.sh's one error line.
+#    conflict with Debian's npm is reproduced exactly; then the host's /usr/lib/node_modules/npm
+#    (npm 11, upgraded over the bundled npm 10 on this machine kind, which breaks the repack's copy).
+#    --scenario no-node leaves both out: `make demo` must still pass and `make test` must stop on
+#    scripts/deps.sh's one error line.
 #  - /usr/sbin/policy-rc.d refusing service starts (no init in a chroot: packages such as
 #    docker-registry must not leave daemons running in it).
 # /work/shared (golden data) is bound read-only at <chroot>/work/shared next to the clone
@@ -154,13 +156,21 @@ if [[ "$SCENARIO" == nodesource ]]; then
   if [[ -z "$deb" ]]; then
     mkdir -p "$CACHE/debs"
     log "dpkg-repack nodejs ($ver)"
-    (cd "$CACHE/debs" && dpkg-repack nodejs > "$CACHE/logs/dpkg-repack.log" 2>&1) || die "dpkg-repack nodejs failed, see $CACHE/logs/dpkg-repack.log"
+    (cd "$CACHE/debs" && DPKG_DEB_COMPRESSOR_TYPE=gzip dpkg-repack nodejs > "$CACHE/logs/dpkg-repack.log" 2>&1) || die "dpkg-repack nodejs failed, see $CACHE/logs/dpkg-repack.log"
     deb="$(ls "$CACHE"/debs/nodejs_*.deb | head -n1)"
   fi
   cp "$deb" "$ROOTFS/tmp/nodejs.deb"
   log "installing NodeSource nodejs $ver in the chroot"
   in_root DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update -qq && apt-get install -y -qq /tmp/nodejs.deb && rm /tmp/nodejs.deb' \
     > "$CACHE/logs/nodejs.log" 2>&1 || die "installing nodejs in the chroot failed, see $CACHE/logs/nodejs.log"
+  # This machine kind's npm was upgraded over NodeSource's bundled one (`npm install -g npm`): the
+  # files on disk no longer match nodejs's file list, so the repacked package's npm is a broken mix.
+  # Put the host's npm tree in, as the machine has it.
+  if [[ -f /usr/lib/node_modules/npm/package.json ]]; then
+    rm -rf --one-file-system "$ROOTFS/usr/lib/node_modules/npm"
+    cp -a /usr/lib/node_modules/npm "$ROOTFS/usr/lib/node_modules/npm"
+  fi
+  in_root npm --version > /dev/null 2>&1 || die "npm does not run in the chroot after installing nodejs"
   log "chroot: node $(in_root node --version), npm $(in_root npm --version)"
 fi
 
