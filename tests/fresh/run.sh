@@ -206,7 +206,7 @@ for c in "${CMDS[@]}"; do
   elif (( rc != 0 )); then
     ok=0
   fi
-  [[ "$c" == test ]] && note="$note $(grep -E '^[0-9]+% tests passed' "$clog" | tail -n1)"
+  [[ "$c" == test ]] && note="$note $(grep -E '^[0-9]+% tests passed' "$clog" | tail -n1 || true)"
   printf 'make %-5s rc=%d expect=%s wall=%dm%02ds%s\n' "$c" "$rc" "$expect" $((secs / 60)) $((secs % 60)) "$note" >> "$RESULT"
   if (( rc != 0 )) && [[ "$expect" == 0 ]]; then log "make $c failed; last lines of $clog:"; tail -n 30 "$clog" >&2; fi
 done
