@@ -85,9 +85,11 @@ need_build() {  # CMakeLists.txt: cmake 3.20, Ninja, a C++20 compiler, OpenSSL, 
   have_file usr/include/openssl/ssl.h || want libssl-dev
   have_file usr/include/gtest/gtest.h 'usr/lib/*/cmake/GTest' usr/lib/cmake/GTest || want libgtest-dev
 }
-need_test_tools() {  # peers the tests run: zstd/tar (Ollama export), ssh-keygen, docker-registry
+need_test_tools() {  # peers the tests run: zstd/tar (Ollama export), ssh-keygen, docker-registry,
+                     # curl (the emulated VM's guest runs cloud-init/startup.sh, which fetches with curl)
   have zstd || want zstd
   have ssh-keygen || want openssh-client
+  have curl || want curl
   have docker-registry || have_file usr/bin/docker-registry usr/sbin/docker-registry || want docker-registry
   # clang (tests/fuzz.cmake) is optional: without it the fuzz test reports SKIPPED.
 }

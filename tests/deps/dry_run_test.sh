@@ -57,7 +57,7 @@ mkbin() {
   echo "$b"
 }
 BUILD_TOOLS=("cmake=cmake version 3.25.1" "ninja=1.11.1" "g++=g++ (Debian 12.2.0-14) 12.2.0"
-             "zstd=*** Zstandard CLI (64-bit) v1.5.4" "ssh-keygen=" "python3=Python 3.11.2")
+             "zstd=*** Zstandard CLI (64-bit) v1.5.4" "ssh-keygen=" "python3=Python 3.11.2" "curl=curl 7.88.1")
 NS_DPKG="dpkg-query=20.20.2-1nodesource1"
 APT_18="apt-cache=nodejs:\n  Installed: (none)\n  Candidate: 18.19.0+dfsg-6~deb12u2\n"
 NS20="$(mkbin ns20 "${BUILD_TOOLS[@]}" "node=v20.20.2" "npm=11.19.1" "$NS_DPKG" "$APT_18")"
@@ -72,6 +72,7 @@ NS20_BADNPM="$(mkbin ns20-badnpm "${BUILD_TOOLS[@]}" "node=v20.20.2" "npm=FAIL" 
 NVM20_NONPM="$(mkbin nvm20-nonpm "${BUILD_TOOLS[@]}" "node=v20.11.0" "$APT_18")"   # dpkg knows no nodejs
 DEB20_NONPM="$(mkbin deb20-nonpm "${BUILD_TOOLS[@]}" "node=v20.19.2" "dpkg-query=20.19.2+dfsg-1")"
 ONLY_NODE="$(mkbin onlynode "node=v20.20.2" "npm=11.19.1" "$NS_DPKG")"
+NOCURL="$(mkbin nocurl "${BUILD_TOOLS[@]:0:6}" "node=v20.20.2" "npm=11.19.1" "$NS_DPKG")"   # all but curl
 OLD_CMAKE="$(mkbin oldcmake "${BUILD_TOOLS[@]}" "cmake=cmake version 3.18.4" "node=v20.20.2" "npm=11.19.1" "$NS_DPKG")"
 BAD_CMAKE="$(mkbin badcmake "${BUILD_TOOLS[@]}" "cmake=FAIL" "node=v20.20.2" "npm=11.19.1" "$NS_DPKG")"
 REG_ON_PATH="$(mkbin regpath "${BUILD_TOOLS[@]}" "node=v22.3.0" "npm=10.8.1" "docker-registry=")"
@@ -119,11 +120,13 @@ check "d: gtest only as a CMake config" "$NS20" "$GTEST_CMAKE" build "nothing to
 check "d: gtest missing" "$NS20" "$NO_GTEST" build "would install: libgtest-dev"
 check "d: benchmark + /usr/bin/time missing" "$NS20" "$NO_BENCH" bench "would install: libbenchmark-dev time"
 check "d: benchmark missing, not needed for test" "$NS20" "$NO_BENCH" test "nothing to install"
+check "d: curl missing (the emulated VM runs startup.sh)" "$NOCURL" "$FULL" test "would install: curl"
+check "d: curl missing, not needed to build" "$NOCURL" "$FULL" build "nothing to install"
 check "d: docker-registry missing" "$NS20" "$NO_REGISTRY" test "would install: docker-registry"
 check "d: docker-registry on PATH only" "$REG_ON_PATH" "$NO_REGISTRY" test "nothing to install"
 # (e) everything missing but NodeSource Node 20 + npm present: all libs/tools, never nodejs/npm
 check "e: all missing but node+npm" "$ONLY_NODE" "$EMPTY" test \
-  "would install: cmake ninja-build g++ libboost-dev nlohmann-json3-dev libzstd-dev libssl-dev libgtest-dev zstd openssh-client docker-registry ca-certificates"
+  "would install: cmake ninja-build g++ libboost-dev nlohmann-json3-dev libzstd-dev libssl-dev libgtest-dev zstd openssh-client curl docker-registry ca-certificates"
 check "e: all missing but node+npm" "$ONLY_NODE" "$EMPTY" bench \
   "would install: cmake ninja-build g++ libboost-dev nlohmann-json3-dev libzstd-dev libssl-dev libgtest-dev libbenchmark-dev time python3 ca-certificates"
 check "e: all missing but node+npm" "$ONLY_NODE" "$EMPTY" build \

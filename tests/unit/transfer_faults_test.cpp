@@ -21,6 +21,7 @@
 #include "cmf/registry/registry_client.h"
 #include "docker_registry.h"
 #include "emulator_process.h"
+#include "test_bytes.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -28,23 +29,6 @@ using namespace cmf;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-    std::string s(n, '\0');
-    std::mt19937_64 rng(seed);
-    for (std::size_t i = 0; i + 8 <= n; i += 8) {
-        auto v = rng();
-        std::memcpy(&s[i], &v, 8);
-    }
-    return s;
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 net::RetryPolicy quick_retry() {
     net::RetryPolicy p;
@@ -192,7 +176,7 @@ TEST_P(TransferFaults, LargeHubFileInParallelRanges) {
 
 TEST_P(TransferFaults, GcsResumableUploadAndRangedDownload) {
     auto g = gcs();
-    const std::string data = random_bytes(12u << 20, 3);
+    const std::string data = test::random_bytes(12u << 20, 3);
     test::write_file(tmp / "up.bin", data);
     cloud::UploadOptions uo;
     uo.chunk_size = 2u << 20;
@@ -211,12 +195,12 @@ TEST_P(TransferFaults, GcsResumableUploadAndRangedDownload) {
     const fs::path out = tmp / "down.bin";
     g.download_to_file("bkt", "objects/up.bin", out, cloud::DownloadOptions{.threads = 3, .part_size = 2u << 20});
     EXPECT_GE(dropped(), 1);
-    EXPECT_TRUE(slurp(out) == data);
+    EXPECT_TRUE(test::read_file(out) == data);
 }
 
 TEST_P(TransferFaults, RegistryPushAndPull) {
     if (!peers().skip.empty()) GTEST_SKIP() << peers().skip;
-    const std::string bytes = random_bytes(6u << 20, 5);
+    const std::string bytes = test::random_bytes(6u << 20, 5);
     const auto m = model_of(bytes);
     const std::string name = "fault-" + GetParam();
 
@@ -238,7 +222,7 @@ TEST_P(TransferFaults, RegistryPushAndPull) {
     EXPECT_GE(dropped(), 1);
     EXPECT_GE(puller.transfer_stats().failed_attempts, 1);
     EXPECT_GE(puller.transfer_stats().resumed, 1);
-    EXPECT_TRUE(slurp(store.blob_path(m.layers[0].digest)) == bytes);
+    EXPECT_TRUE(test::read_file(store.blob_path(m.layers[0].digest)) == bytes);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothSchemes, TransferFaults, ::testing::Values("http", "https"),

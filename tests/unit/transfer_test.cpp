@@ -4,7 +4,6 @@
 // refetch, short and oversized answers. Each fault test checks the emulator's count of faults
 // it APPLIED and the client's own evidence (failed attempts, resumed streams, bytes fetched).
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,8 @@
 #include "cmf/core/error.h"
 #include "cmf/net/transfer.h"
 #include "emulator_process.h"
+#include "test_bytes.h"
+#include "test_support.h"
 
 namespace {
 
@@ -23,31 +24,6 @@ namespace fs = std::filesystem;
 test::EmulatorProcess& emu() {
     static test::EmulatorProcess e;
     return e;
-}
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-    std::string s(n, '\0');
-    std::mt19937_64 rng(seed);
-    for (std::size_t i = 0; i + 8 <= n; i += 8) {
-        auto v = rng();
-        std::memcpy(&s[i], &v, 8);
-    }
-    return s;
-}
-
-std::string sha256(const std::string& d) {
-    unsigned char md[32];
-    unsigned len = 0;
-    EVP_Digest(d.data(), d.size(), md, &len, EVP_sha256(), nullptr);
-    static const char* x = "0123456789abcdef";
-    std::string s;
-    for (unsigned i = 0; i < len; ++i) s += {x[md[i] >> 4], x[md[i] & 15]};
-    return s;
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
 }
 
 class NetDownload : public ::testing::Test {
@@ -69,7 +45,7 @@ net::TransferResult get(const std::string& name, const fs::path& out, const net:
 }
 
 TEST_F(NetDownload, SixtyFourMiBWithEightConnectionsSurvivesInjectedFaults) {
-    const std::string blob = random_bytes(64u << 20, 1);
+    const std::string blob = test::random_bytes(64u << 20, 1);
     emu().put_blob("big", blob);
     // connections cut at random offsets inside the 4 MiB answers, plus transient statuses and
     // corrupted bytes (which only the final sha256 can catch)
@@ -84,7 +60,7 @@ TEST_F(NetDownload, SixtyFourMiBWithEightConnectionsSurvivesInjectedFaults) {
     o.connections = 8;
     o.chunk_size = 4u << 20;
     o.expected_size = blob.size();
-    o.checksums = {net::Checksum::sha256(sha256(blob))};
+    o.checksums = {net::Checksum::sha256(sha256_hex(blob))};
     o.verify_attempts = 3;
     o.retry.initial_backoff = 10ms;
     int progress_calls = 0;
@@ -103,7 +79,7 @@ TEST_F(NetDownload, SixtyFourMiBWithEightConnectionsSurvivesInjectedFaults) {
     EXPECT_EQ(s["dropped"], 16) << s.dump();
     EXPECT_TRUE(r.ranged);
     EXPECT_EQ(r.size, blob.size());
-    EXPECT_EQ(r.sha256, sha256(blob));
+    EXPECT_EQ(r.sha256, sha256_hex(blob));
     EXPECT_GE(r.refetches, 1) << "corrupted chunks must force a refetch";
     // the client's own account: every cut was a failed attempt, and every stream cut after its
     // first byte continued from there instead of starting over
@@ -113,20 +89,20 @@ TEST_F(NetDownload, SixtyFourMiBWithEightConnectionsSurvivesInjectedFaults) {
     EXPECT_GT(r.bytes_fetched, blob.size());
     EXPECT_TRUE(finished);
     EXPECT_GT(progress_calls, 1);
-    EXPECT_TRUE(slurp(out) == blob);
+    EXPECT_TRUE(test::read_file(out) == blob);
     EXPECT_FALSE(fs::exists(net::partial_path(out)));
     EXPECT_FALSE(fs::exists(net::state_path(out)));
 }
 
 // One stream (a Hub file under the ranged threshold) cut again and again: it never starts over.
 TEST_F(NetDownload, OneStreamCutManyTimesContinuesEachTime) {
-    const std::string blob = random_bytes(10'000'000, 11);
+    const std::string blob = test::random_bytes(10'000'000, 11);
     emu().put_blob("one", blob);
     emu().set_faults(R"({"seed": 3, "rules":[{"kind":"reset","path":"blob/one","method":"GET","count":5,"random":true}]})");
     net::TransferOptions o;
     o.connections = 1;
     o.expected_size = blob.size();
-    o.checksums = {net::Checksum::sha256(sha256(blob))};
+    o.checksums = {net::Checksum::sha256(sha256_hex(blob))};
     o.retry.initial_backoff = 10ms;
     fs::path out = dir_ / "one.bin";
     auto r = get("one", out, o);
@@ -136,17 +112,17 @@ TEST_F(NetDownload, OneStreamCutManyTimesContinuesEachTime) {
     EXPECT_EQ(r.resumed_streams, 5);
     EXPECT_EQ(r.restarts, 0);
     EXPECT_LT(r.bytes_fetched, 2 * blob.size());
-    EXPECT_TRUE(slurp(out) == blob);
+    EXPECT_TRUE(test::read_file(out) == blob);
 }
 
 TEST_F(NetDownload, CorruptionIsNeverAccepted) {
-    const std::string blob = random_bytes(3u << 20, 2);
+    const std::string blob = test::random_bytes(3u << 20, 2);
     emu().put_blob("bad", blob);
     emu().set_faults(R"({"rules":[{"kind":"corrupt","path":"blob/bad","count":-1,"after_bytes":10}]})");
     net::TransferOptions o;
     o.connections = 2;
     o.chunk_size = 1u << 20;
-    o.checksums = {net::Checksum::sha256(sha256(blob))};
+    o.checksums = {net::Checksum::sha256(sha256_hex(blob))};
     fs::path out = dir_ / "bad.bin";
     try {
         get("bad", out, o);
@@ -159,7 +135,7 @@ TEST_F(NetDownload, CorruptionIsNeverAccepted) {
 }
 
 TEST_F(NetDownload, ResumesFromAPartialFile) {
-    const std::string blob = random_bytes(24u << 20, 3);
+    const std::string blob = test::random_bytes(24u << 20, 3);
     emu().put_blob("resume", blob);
     auto co = emu().client_options();
     co.retry.max_attempts = 2;
@@ -169,7 +145,7 @@ TEST_F(NetDownload, ResumesFromAPartialFile) {
     o.chunk_size = 1u << 20;
     o.retry.max_attempts = 2;
     o.retry.initial_backoff = 5ms;
-    o.checksums = {net::Checksum::sha256(sha256(blob))};
+    o.checksums = {net::Checksum::sha256(sha256_hex(blob))};
     fs::path out = dir_ / "resume.bin";
     // the first 9 GETs succeed, every later one fails for good: the first run stops with some
     // chunks on disk and says so in its sidecar
@@ -177,7 +153,7 @@ TEST_F(NetDownload, ResumesFromAPartialFile) {
     EXPECT_THROW(get("resume", out, o, co), Error);
     ASSERT_TRUE(fs::exists(net::partial_path(out)));
     ASSERT_TRUE(fs::exists(net::state_path(out)));
-    auto state = nlohmann::json::parse(slurp(net::state_path(out)));
+    auto state = nlohmann::json::parse(test::read_file(net::state_path(out)));
     std::uint64_t on_disk = 0;
     for (auto& [k, v] : state["got"].items()) on_disk += v.get<std::uint64_t>();
     ASSERT_GT(on_disk, 0u);
@@ -186,27 +162,27 @@ TEST_F(NetDownload, ResumesFromAPartialFile) {
     emu().clear_faults();
     auto r = get("resume", out, o, co);
     EXPECT_TRUE(r.resumed);
-    EXPECT_EQ(r.sha256, sha256(blob));
+    EXPECT_EQ(r.sha256, sha256_hex(blob));
     EXPECT_EQ(r.bytes_fetched, blob.size() - on_disk);
-    EXPECT_TRUE(slurp(out) == blob);
+    EXPECT_TRUE(test::read_file(out) == blob);
 }
 
 TEST_F(NetDownload, FallsBackToOneStreamWhenRangeIsIgnored) {
-    const std::string blob = random_bytes(5u << 20, 4);
+    const std::string blob = test::random_bytes(5u << 20, 4);
     emu().put_blob("norange", blob, /*ignore_range=*/true);
     emu().set_faults(R"({"rules":[{"kind":"reset","path":"blob/norange","count":1,"after_bytes":2000000}]})");
     net::TransferOptions o;
     o.connections = 8;
     o.chunk_size = 1u << 20;
     o.expected_size = blob.size();
-    o.checksums = {net::Checksum::sha256(sha256(blob))};
+    o.checksums = {net::Checksum::sha256(sha256_hex(blob))};
     fs::path out = dir_ / "norange.bin";
     auto r = get("norange", out, o);
     EXPECT_EQ(emu().stats()["fired"]["reset"], 1);
     EXPECT_FALSE(r.ranged);
     EXPECT_GE(r.restarts, 1) << "without Range a broken stream can only start over";
-    EXPECT_EQ(r.sha256, sha256(blob));
-    EXPECT_TRUE(slurp(out) == blob);
+    EXPECT_EQ(r.sha256, sha256_hex(blob));
+    EXPECT_TRUE(test::read_file(out) == blob);
 }
 
 TEST_F(NetDownload, EmptyObjectAndWrongExpectedSize) {
@@ -215,7 +191,7 @@ TEST_F(NetDownload, EmptyObjectAndWrongExpectedSize) {
     auto r = get("empty", out, {});
     EXPECT_EQ(r.size, 0u);
     EXPECT_TRUE(fs::exists(out));
-    emu().put_blob("sized", random_bytes(1000, 5));
+    emu().put_blob("sized", test::random_bytes(1000, 5));
     net::TransferOptions o;
     o.expected_size = 999;
     EXPECT_THROW(get("sized", dir_ / "s", o), Error);
