@@ -235,7 +235,15 @@ struct Server::Impl {
                 resp.headers.set("Content-Type", "application/json");
                 if (!plan.retry_after.empty()) resp.headers.set("Retry-After", plan.retry_after);
                 resp.body = R"({"error":{"code":)" + std::to_string(*plan.status) + R"(,"message":"injected fault"}})";
+                // The injected answer is the whole fault: no cut or flipped byte on top of it, and
+                // it is counted before it goes on the wire (a client that reads it and then asks
+                // /_emu/faults/stats must already see it).
+                plan.reset.reset();
+                plan.truncate.reset();
+                plan.corrupt.reset();
                 applied.insert("status");
+                faults.settle(plan, applied);
+                applied.clear();
             } else {
                 resp = dispatch(req);
             }

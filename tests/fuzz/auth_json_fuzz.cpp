@@ -42,9 +42,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
              R"({"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"1//r","quota_project_id":"q"})");
         // a JWT-shaped seed, assembled here so no token-like literal sits in the source
         seed(dir, "jwt", 4,
-             cmf::cmf::base64url_encode(R"({"alg":"RS256","typ":"JWT"})") + "." +
-                 cmf::cmf::base64url_encode(R"({"iss":"a@b","scope":"s","aud":"x","iat":1,"exp":2})") + "." +
-                 cmf::cmf::base64url_encode("sig"));
+             cmf::base64url_encode(R"({"alg":"RS256","typ":"JWT"})") + "." +
+                 cmf::base64url_encode(R"({"iss":"a@b","scope":"s","aud":"x","iat":1,"exp":2})") + "." +
+                 cmf::base64url_encode("sig"));
     }
     return 0;
 }
