@@ -76,8 +76,25 @@ BASE="$CACHE/base-bookworm"           # + make git ca-certificates, built once
 ROOTFS="$CACHE/root.$$"
 MOUNTS=()
 
-in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+# The workplace's TLS trust (not a package: the network path of this machine). Where this host
+# reaches the internet through an intercepting egress proxy, its CA sits in
+# /usr/local/share/ca-certificates and node is told to trust the system bundle; the chroot gets
+# the same, or no TLS connection (npm) would leave it. Nothing else of the host is carried over.
+TRUST_ENV=()
+[[ -n "${NODE_EXTRA_CA_CERTS:-}" ]] && TRUST_ENV+=("NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS")
+in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb "${TRUST_ENV[@]}" \
               PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+carry_trust() {
+  local n=0 c
+  for c in /usr/local/share/ca-certificates/*.crt; do
+    [[ -f "$c" ]] || continue
+    mkdir -p "$ROOTFS/usr/local/share/ca-certificates"; cp "$c" "$ROOTFS/usr/local/share/ca-certificates/"; n=$((n + 1))
+  done
+  if (( n > 0 )); then
+    in_root update-ca-certificates > /dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
+    log "carried this workplace's $n local CA certificate(s) into the chroot (TLS egress)"
+  fi
+}
 mounted_under() { awk -v r="$1" '$2==r || index($2, r"/")==1 {print $2}' /proc/self/mounts; }
 cleanup() {
   local rc=$? p m
@@ -173,6 +190,8 @@ if [[ "$SCENARIO" == nodesource ]]; then
   in_root npm --version > /dev/null 2>&1 || die "npm does not run in the chroot after installing nodejs"
   log "chroot: node $(in_root node --version), npm $(in_root npm --version)"
 fi
+
+carry_trust
 
 log "git clone $SRC at $COMMIT into /work/cmf"
 git clone -q --no-checkout "$SRC" "$ROOTFS/work/cmf"
