@@ -27,7 +27,9 @@ namespace cmf {
 inline constexpr uint32_t kQuantizationVersion = 2;
 
 // One output variant: a converter type (f32/f16/bf16: convert_hf_to_gguf --outtype) or a
-// llama-quantize recipe applied to the lossless BF16 conversion (q8_0, q4_k_m, ...).
+// llama-quantize recipe applied to the lossless conversion of the checkpoint's own dtype
+// (BF16->BF16, F16->F16, F32->F32: cmf quantizes from the exact source values, which are what
+// that file holds) (q8_0, q4_k_m, ...).
 struct Variant {
     std::optional<gemma3::OutType> convert;
     const QuantRecipe* recipe = nullptr;
@@ -221,7 +223,9 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         f.label = label;
         GeneralInfo g;
         const bool text = part == gemma3::Part::text;
-        // a quantized variant is llama-quantize run on the BF16 conversion
+        // a quantized variant is llama-quantize run on the lossless conversion; the converter type
+        // here only seeds general.file_type, which the recipe overwrites (every 2-D text weight
+        // is quantized, so no tensor keeps this type)
         const gemma3::OutType conv = var.recipe ? gemma3::OutType::BF16 : *var.convert;
         g.architecture = text ? "gemma3" : "clip";
         g.type = text ? "model" : "mmproj";

@@ -2,8 +2,9 @@
 // src/llama-quant.cpp (tensor_allows_quantization, llama_tensor_get_type_impl,
 // tensor_type_fallback) — restricted to what a dense, non-MoE, non-Falcon model takes.
 //
-// The input is what the converter's BF16 file holds (2-D weights BF16, 1-D and norms F32), so
-// the choice equals `llama-quantize model-bf16.gguf out.gguf TYPE`.
+// The input is what the converter's lossless file of the checkpoint's dtype holds (2-D weights
+// BF16/F16/F32, 1-D and norms F32), so the choice equals `llama-quantize model-<dtype>.gguf
+// out.gguf TYPE` (recipe_oracle_test checks all 14 types from BF16, F16 and F32 sources).
 #pragma once
 
 #include <cstdio>
