@@ -212,7 +212,10 @@ for c in "${CMDS[@]}"; do
   log "make $c (log: $clog)"
   t0=$SECONDS
   set +e
-  in_root bash -c "cd /work/cmf && make $c" > "$clog" 2>&1
+  # in the background and waited for: bash runs the INT/TERM trap (and so the cleanup) only once
+  # a foreground child has ended, but it interrupts `wait` at once
+  in_root bash -c "cd /work/cmf && make $c" > "$clog" 2>&1 &
+  wait $!
   rc=$?
   set -e
   secs=$((SECONDS - t0))
