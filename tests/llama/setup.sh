@@ -71,17 +71,7 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 have_npm() { command -v npm >/dev/null 2>&1; }
-# npm install with 3 attempts, 5 s then 10 s apart (the registry or the network hiccups)
-npm_retry() {
-  local i
-  for i in 1 2 3; do
-    npm "$@" && return 0
-    (( i < 3 )) || break
-    log "npm $1 failed (attempt $i/3), retrying in $((5 * i))s"
-    sleep $((5 * i))
-  done
-  return 1
-}
+source "$PROJECT/scripts/npm_retry.sh"
 
 # Node.js >= 20 with npm, from apt only when that cannot mix Debian's npm with another nodejs.
 if [[ -z "${CMF_NODE:-}" && "${CMF_FORCE_NODE_INSTALL:-0}" != 1 ]]; then

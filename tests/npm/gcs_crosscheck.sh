@@ -37,12 +37,8 @@ if [[ ! -f "$DIR/.stamp" || "$(cat "$DIR/.stamp")" != "$STAMP_WANT" || ! -f "$DI
     command -v npm >/dev/null 2>&1 || { log "SKIPPED: npm not found and @google-cloud/storage not installed"; exit 77; }
     cp "$HERE/gcs/package.json" "$DIR/package.json"
     log "installing @google-cloud/storage into $DIR"
-    npm_ok=0
-    for i in 1 2 3; do
-      (cd "$DIR" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >&2) && { npm_ok=1; break; }
-      if (( i < 3 )); then log "npm install failed (attempt $i/3), retrying in $((5 * i))s"; sleep $((5 * i)); fi
-    done
-    (( npm_ok )) \
+    source "$HERE/../../scripts/npm_retry.sh"
+    (cd "$DIR" && npm_retry install --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
       || { log "SKIPPED: npm install failed (offline?)"; exit 77; }
     echo "$STAMP_WANT" > "$DIR/.stamp"
   fi

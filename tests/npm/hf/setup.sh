@@ -21,16 +21,7 @@ command -v npm >/dev/null 2>&1 || { log "npm is not installed"; exit 77; }
 if command -v flock >/dev/null 2>&1; then exec 9>"$DIR/.lock"; flock 9; fi
 [[ -f "$DIR/package.json" ]] || echo '{"private":true}' > "$DIR/package.json"
 log "npm install $STAMP_WANT into $DIR"
-npm_retry() {  # 3 attempts, 5 s then 10 s apart
-  local i
-  for i in 1 2 3; do
-    npm "$@" && return 0
-    (( i < 3 )) || break
-    log "npm $1 failed (attempt $i/3), retrying in $((5 * i))s"
-    sleep $((5 * i))
-  done
-  return 1
-}
+source "$PROJECT/scripts/npm_retry.sh"
 (cd "$DIR" && npm_retry install --no-audit --no-fund --ignore-scripts --loglevel=error "$STAMP_WANT" >&2)
 echo "$STAMP_WANT" > "$DIR/.stamp"
 echo "$DIR"
