@@ -40,6 +40,10 @@ prints the snapshot directory.
                       token (gated license accepted, token valid), then exit
   --quiet             no progress lines
 
+A dropped connection is resumed where it broke. A file still coming in is NAME.cmf-partial
+(+ NAME.cmf-partial.json) beside its destination: a resumable partial download, kept on
+Ctrl-C or a network failure and continued by the next fetch of the same file.
+
 Environment: HF_TOKEN (else $HF_HOME/token), HF_ENDPOINT, HF_HOME, HF_HUB_CACHE;
 for gs:// caches Google Application Default Credentials (STORAGE_EMULATOR_HOST for tests).
 

@@ -46,6 +46,10 @@ requested type, byte-for-byte what llama.cpp's convert_hf_to_gguf.py writes.
   --dry-run             print the plan (files, tensors, types, sizes) and write nothing
   --quiet               no progress lines
 
+Outputs are all-or-nothing: written as hidden .cmf-tmp-* files and renamed together once every
+one is complete. Free space is checked first against their exact size. Ctrl-C / SIGTERM remove
+the temporaries (exit 130 / 143); temporaries of killed runs are removed by the next run here.
+
 Environment (same bytes either way):
   CMF_SIMD=LEVEL        quantizer kernels: scalar, sse42, avx2, avx512 or auto (default:
                         the best the CPU has; `cmf --version` names it)
