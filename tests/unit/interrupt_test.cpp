@@ -128,17 +128,25 @@ TEST(Interrupt, TheNextRunSweepsWhatAKilledRunLeft) {
     EXPECT_EQ(listing(out), (std::set<std::string>{"ckpt-Q8_0.gguf", "ckpt-Q8_0.quality.json"}));
 }
 
+// A 4 MiB tmpfs at `dir`, unmounted when it goes away; `error` says why it could not be mounted.
+struct SmallTmpfs {
+    fs::path dir;
+    std::string error;
+    explicit SmallTmpfs(fs::path d) : dir(std::move(d)) {
+        fs::create_directories(dir);
+        if (::geteuid() != 0) error = "needs root to mount a small tmpfs";
+        else if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=4m") != 0) error = std::string("cannot mount a tmpfs here: ") + std::strerror(errno);
+    }
+    ~SmallTmpfs() {
+        if (error.empty()) ::umount2(dir.c_str(), MNT_DETACH);
+    }
+};
+
 TEST(FullDisk, ARunWhoseOutputsDoNotFitFailsBeforeWriting) {
-    if (::geteuid() != 0) GTEST_SKIP() << "SKIPPED: needs root to mount a small tmpfs";
     TempDir d;
-    const fs::path mnt = d / "small";
-    fs::create_directories(mnt);
-    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0)
-        GTEST_SKIP() << "SKIPPED: cannot mount a tmpfs here: " << std::strerror(errno);
-    struct Unmount {
-        fs::path p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{mnt};
+    SmallTmpfs small(d / "small");
+    if (!small.error.empty()) GTEST_SKIP() << "SKIPPED: " << small.error;
+    const fs::path mnt = small.dir;
     write_file(mnt / "already-here.gguf", std::string(100000, 'x'));
     const std::set<std::string> before = listing(mnt);
 
@@ -164,14 +172,9 @@ TEST(FullDisk, AnImportWhoseBlobsDoNotFitFailsBeforeWriting) {
     ASSERT_EQ(run_cmf("synth " + shell_quote((d / "tiny").string())).exit_code, 0);
     RunResult q = run_cmf("quantize " + shell_quote((d / "tiny").string()) + " --quant f16 --quiet --out " + shell_quote((d / "gguf").string()));
     ASSERT_EQ(q.exit_code, 0) << q.output;  // ~10 MB
-    const fs::path mnt = d / "small";
-    fs::create_directories(mnt);
-    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0)
-        GTEST_SKIP() << "SKIPPED: cannot mount a tmpfs here: " << std::strerror(errno);
-    struct Unmount {
-        fs::path p;
-        ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-    } unmount{mnt};
+    SmallTmpfs small(d / "small");
+    if (!small.error.empty()) GTEST_SKIP() << "SKIPPED: " << small.error;
+    const fs::path mnt = small.dir;
     fs::create_directories(mnt / "store" / "blobs");
     RunResult r = run_cmf("import " + shell_quote((d / "gguf" / "tiny-F16.gguf").string()) + " tiny:f16 --license " + shell_quote((d / "tiny" / "LICENSE").string()) +
                           " --store " + shell_quote((mnt / "store").string()));
