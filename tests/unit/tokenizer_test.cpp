@@ -3,6 +3,7 @@
 // tokenizer.json-only route, the real Gemma 3 tokenizer.json, and hostile inputs.
 #include "cmf/format/gguf.h"
 #include "cmf/format/sentencepiece.h"
+#include "cmf/tokenizer/gguf_vocab.h"
 #include "cmf/tokenizer/hf_files.h"
 #include "cmf/tokenizer/vocab.h"
 
@@ -38,21 +39,7 @@ json text_hparams(const fs::path& dir) {
 
 // Our KV value in GGUF form, to compare with what the golden file holds: same GGUF type, same
 // bytes (float bits included).
-cmf::GgufValue to_gguf(const KvValue& v) {
-    return std::visit(
-        [](const auto& x) -> cmf::GgufValue {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, bool>) return cmf::GgufValue::boolean(x);
-            else if constexpr (std::is_same_v<T, uint32_t>) return cmf::GgufValue::u32(x);
-            else if constexpr (std::is_same_v<T, int32_t>) return cmf::GgufValue::i32(x);
-            else if constexpr (std::is_same_v<T, float>) return cmf::GgufValue::f32(x);
-            else if constexpr (std::is_same_v<T, std::string>) return cmf::GgufValue::string(x);
-            else if constexpr (std::is_same_v<T, std::vector<std::string>>) return cmf::GgufValue::string_array(x);
-            else if constexpr (std::is_same_v<T, std::vector<float>>) return cmf::GgufValue::f32_array(x);
-            else return cmf::GgufValue::i32_array(x);
-        },
-        v);
-}
+cmf::GgufValue to_gguf(const KvValue& v) { return cmf::to_gguf_value(v); }
 
 std::string describe(const cmf::GgufValue& g) {
     std::string s = cmf::gguf_type_name(g.type);

@@ -163,8 +163,9 @@ inline json read_json_file(const fs::path& path, JsonKeyOrder* order = nullptr) 
 
 // tokenizer.json, read in one streaming pass. The large parts are not built as a JSON tree:
 // model.vocab (262k entries for Gemma 3) is collected as (piece, id) pairs in file order, and
-// model.merges (half a million pairs, unused by a SentencePiece-style vocabulary) is skipped.
-// Everything else is in `doc`, without those two members.
+// model.merges (half a million pairs, unused by a SentencePiece-style vocabulary) is skipped
+// unless the caller asks for it (a BPE vocabulary writes tokenizer.ggml.merges; then it is kept
+// in `doc` as doc["model"]["merges"]). Everything else is in `doc`, without model.vocab.
 struct TokenizerJson {
     json doc;
     bool has_vocab_object = false;                   // model.vocab was an object (BPE / WordPiece)
@@ -175,7 +176,7 @@ namespace detail {
 
 class TokenizerJsonSax : public nlohmann::json_sax<json> {
 public:
-    explicit TokenizerJsonSax(TokenizerJson& out) : out_(out) {}
+    TokenizerJsonSax(TokenizerJson& out, bool keep_merges) : out_(out), keep_merges_(keep_merges) {}
 
     bool null() override { return value(json(nullptr)); }
     bool boolean(bool v) override { return value(json(v)); }
@@ -234,7 +235,7 @@ private:
             out_.vocab.emplace_back(std::move(key_), json(is_object ? "{...}" : "[...]"));
             return true;
         }
-        if (in_model_object() && key_ == "merges") {
+        if (in_model_object() && key_ == "merges" && !keep_merges_) {
             skip_ = 1;
             return true;
         }
@@ -280,6 +281,7 @@ private:
     }
 
     TokenizerJson& out_;
+    bool keep_merges_ = false;
     std::vector<json*> stack_;       // open containers of `doc`
     std::vector<std::string> path_;  // key each open container was opened under ("" for the root / array items)
     std::string key_;
@@ -290,10 +292,10 @@ private:
 
 }  // namespace detail
 
-inline TokenizerJson read_tokenizer_json(const fs::path& path) {
+inline TokenizerJson read_tokenizer_json(const fs::path& path, bool keep_merges = false) {
     const std::string text = read_binary_file(path);
     TokenizerJson out;
-    detail::TokenizerJsonSax sax(out);
+    detail::TokenizerJsonSax sax(out, keep_merges);
     if (!json::sax_parse(text, &sax)) fail_input(path.string() + ": invalid JSON: " + sax.error());
     return out;
 }

@@ -78,6 +78,10 @@ struct GgufVocab {
     KvList named_chat_template_kvs;
     std::optional<bool> normalizer_lowercase, normalizer_strip_accents;
     std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix
+    // Gemma4Model.set_vocab ends with add_add_bos_token(True): written after add_space_prefix
+    // (or over an earlier add_bos_token in place)
+    std::optional<bool> add_bos_last;
+    uint64_t tokenizer_json_rows = 0;  // len(model.vocab) + len(added_tokens): Gemma 4's embedding cut
 
     std::string source;                 // file the pieces came from: tokenizer.model or tokenizer.json
     std::vector<std::string> warnings;  // what the converter would have logged as warnings
@@ -833,6 +837,7 @@ inline KvList gguf_vocab_kvs(const GgufVocab& v) {
     if (v.normalizer_lowercase) kv_set(out, "tokenizer.ggml.normalizer.lowercase", *v.normalizer_lowercase);
     if (v.normalizer_strip_accents) kv_set(out, "tokenizer.ggml.normalizer.strip_accents", *v.normalizer_strip_accents);
     if (v.add_space_prefix) kv_set(out, "tokenizer.ggml.add_space_prefix", *v.add_space_prefix);
+    if (v.add_bos_last) kv_set(out, "tokenizer.ggml.add_bos_token", *v.add_bos_last);
     return out;
 }
 
