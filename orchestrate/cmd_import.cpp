@@ -28,7 +28,7 @@ const char* kModelOptionsHelp = R"(model options (import, and push from a build)
   --system TEXT, --system-file FILE   a system prompt layer
   --param KEY=VALUE     Ollama parameter (repeatable; a repeated stop adds a stop string);
                         default num_ctx=8192, stop=<end_of_turn>
-  --template-file FILE  replace the Gemma 3 turn template
+  --template-file FILE  replace the family's turn template
   --prefix P            name the model P-FAMILY-SIZE-VARIANT (e.g. coheara-medgemma-4b-q8)
                         when NAME is not given
 )";
@@ -112,10 +112,12 @@ ollama::OllamaModel assemble_publish_model(const fs::path& src, const Args& a, s
     if (auto t = a.get("system")) o.system = *t;
     if (auto t = a.get("system-file")) o.system = slurp(*t, "system prompt file");
     bool fresh_stop = true;
+    // --param starts from the family's params (the first --param stop replaces its stop list)
+    if (!a.all("param").empty()) o.params = ollama::family_defaults(ollama::summarize_gguf(s.model).architecture).params;
     for (const auto& p : a.all("param")) {
         const auto eq = p.find('=');
         if (eq == std::string::npos || eq == 0) fail(ErrorKind::usage, "--param wants KEY=VALUE, e.g. num_ctx=4096");
-        ollama::set_param(o.params, p.substr(0, eq), p.substr(eq + 1), &fresh_stop);
+        ollama::set_param(*o.params, p.substr(0, eq), p.substr(eq + 1), &fresh_stop);
     }
     if (derived_name) {
         derived_name->clear();
@@ -139,8 +141,8 @@ static const char* kImportHelp = R"(usage: cmf import BUILD_DIR_OR_GGUF [NAME[:T
 
 Writes an Ollama model into the local store ($OLLAMA_MODELS, default ~/.ollama/models):
 the GGUF as the model layer (Ollama's single-file layout preferred; a llama.cpp text GGUF
-gets its mmproj as a projector layer), the Gemma 3 turn template, the params, the license
-layers, the config blob, then the manifest. Blobs are written first and the manifest last,
+gets its mmproj as a projector layer), the turn template and params of its family (by the
+GGUF's architecture), the license layers, the config blob, then the manifest. Blobs are written first and the manifest last,
 each atomically, so a running Ollama never sees a half-imported model. The same inputs
 always give the same digests. `ollama run NAME` works right after (no restart).
 

@@ -17,9 +17,9 @@ namespace cmf::cli {
 
 static const char* kQuantizeHelp = R"(usage: cmf quantize SRC_DIR --quant TYPES [--out DIR] [options]
 
-Converts a Hugging Face Gemma 3 safetensors checkpoint (Gemma3ForCausalLM or
-Gemma3ForConditionalGeneration, legacy or transformers-v5 layout) into one GGUF file per
-requested type, byte-for-byte what llama.cpp's convert_hf_to_gguf.py writes.
+Converts a Hugging Face safetensors checkpoint (config.json architectures[0] one of
+@ARCHS@) into one GGUF file per requested type,
+byte-for-byte what llama.cpp's convert_hf_to_gguf.py and llama-quantize write.
 
   SRC_DIR               checkpoint directory: config.json, model*.safetensors (+ index),
                         tokenizer.model or tokenizer.json, tokenizer_config.json
@@ -142,7 +142,9 @@ int cmd_quantize(const std::vector<std::string>& argv) {
                                "output-tensor-type", "imatrix", "layout"},
                         {"mmproj", "dry-run", "quiet", "help"}, "quantize");
     if (a.has("help")) {
-        std::fputs(kQuantizeHelp, stdout);
+        std::string help = kQuantizeHelp;
+        help.replace(help.find("@ARCHS@"), 7, arch::registered_architectures());
+        std::fputs(help.c_str(), stdout);
         return 0;
     }
     if (a.positional.size() != 1) fail(ErrorKind::usage, "quantize: expected one SRC_DIR (see cmf quantize --help)");

@@ -69,8 +69,8 @@ TEST(OllamaName, FactoryScheme) {
 
 TEST(OllamaBytes, ParamsExactForm) {
     // json.Encoder: sorted keys, compact, HTML-escaped, newline
-    EXPECT_EQ(params_bytes(default_params()), "{\"num_ctx\":8192,\"stop\":[\"\\u003cend_of_turn\\u003e\"]}\n");
-    nlohmann::json p = default_params();
+    EXPECT_EQ(params_bytes(family_defaults("gemma3").params), "{\"num_ctx\":8192,\"stop\":[\"\\u003cend_of_turn\\u003e\"]}\n");
+    nlohmann::json p = family_defaults("gemma3").params;
     bool fresh = true;
     set_param(p, "temperature", "0.1", &fresh);
     set_param(p, "stop", "<eos>", &fresh);
@@ -97,10 +97,10 @@ TEST(OllamaBytes, HumanNumberAndFileType) {
 
 TEST(OllamaBytes, TemplateIsOllamasGemma3Instruct) {
     // template/gemma3-instruct.gotmpl is 388 bytes
-    EXPECT_EQ(kGemma3Template.size(), 388u);
-    EXPECT_NE(kGemma3Template.find("<start_of_turn>user\n"), std::string::npos);
-    EXPECT_NE(kGemma3Template.find("<start_of_turn>model\n{{ .Content }}<end_of_turn>\n"), std::string::npos);
-    EXPECT_EQ(kGemma3Template.substr(kGemma3Template.size() - 12), "\n{{- end }}\n");
+    EXPECT_EQ(arch::gemma3::kOllamaTemplate.size(), 388u);
+    EXPECT_NE(arch::gemma3::kOllamaTemplate.find("<start_of_turn>user\n"), std::string::npos);
+    EXPECT_NE(arch::gemma3::kOllamaTemplate.find("<start_of_turn>model\n{{ .Content }}<end_of_turn>\n"), std::string::npos);
+    EXPECT_EQ(arch::gemma3::kOllamaTemplate.substr(arch::gemma3::kOllamaTemplate.size() - 12), "\n{{- end }}\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ TEST(OllamaImport, StoreLayoutDigestsAndBytes) {
 
     const fs::path gguf = b.out / "ollama-medgemma-Q8_0.gguf";
     EXPECT_TRUE(blob(m["layers"][0]) == read_file(gguf)) << "model layer is not the single-file GGUF";
-    EXPECT_EQ(blob(m["layers"][1]), std::string(kGemma3Template));
+    EXPECT_EQ(blob(m["layers"][1]), std::string(arch::gemma3::kOllamaTemplate));
     EXPECT_EQ(blob(m["layers"][2]), "Gemma Terms of Use (test copy)\n");
     const std::string notice = blob(m["layers"][3]);
     EXPECT_NE(notice.find("modified, quantized derivative"), std::string::npos) << notice;

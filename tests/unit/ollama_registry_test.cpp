@@ -283,8 +283,8 @@ OllamaModel sample_model(size_t model_bytes) {
     std::string gguf(model_bytes, '\0');
     for (size_t i = 0; i < gguf.size(); ++i) gguf[i] = static_cast<char>((i * 2654435761u) >> 13);
     m.layers.push_back(OllamaBlob::from_bytes(kMediaModel, gguf));
-    m.layers.push_back(OllamaBlob::from_bytes(kMediaTemplate, std::string(kGemma3Template)));
-    m.layers.push_back(OllamaBlob::from_bytes(kMediaParams, params_bytes(default_params())));
+    m.layers.push_back(OllamaBlob::from_bytes(kMediaTemplate, std::string(arch::gemma3::kOllamaTemplate)));
+    m.layers.push_back(OllamaBlob::from_bytes(kMediaParams, params_bytes(family_defaults("gemma3").params)));
     m.config = OllamaBlob::from_bytes(kMediaConfig, "{\"model_format\":\"gguf\"}\n");
     return m;
 }

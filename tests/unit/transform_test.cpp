@@ -19,7 +19,7 @@ TEST(TensorTransform, NormShiftOnF16IsTheHalfNearestToTheExactSum) {
         const float w = cmf::f16_to_f32(static_cast<uint16_t>(h));
         if (!std::isfinite(w)) continue;
         float v = w;
-        cmf::apply(TensorTransform::norm_shift_by(1.0f), StDtype::F16, &v, 1);
+        cmf::apply(TensorTransform::norm_shift_by(1.0f), StDtype::F16, &v, 1, 1);
         const uint16_t r = cmf::f32_to_f16(v);
         ASSERT_EQ(cmf::f32_bits(cmf::f16_to_f32(r)), cmf::f32_bits(v)) << h << ": not a half";
         const double exact = static_cast<double>(w) + 1.0;
@@ -45,18 +45,18 @@ TEST(TensorTransform, NormShiftOnBf16AndF32IsAFloatAdd) {
     const std::vector<float> w = {0.0f, -1.0f, 1e-8f, 0.123456789f, -3.3f, 1000.25f, 7.0e-3f};
     for (StDtype dt : {StDtype::BF16, StDtype::F32}) {
         std::vector<float> v = w;
-        cmf::apply(TensorTransform::norm_shift_by(1.0f), dt, v.data(), v.size());
+        cmf::apply(TensorTransform::norm_shift_by(1.0f), dt, v.data(), v.size(), v.size());
         for (size_t i = 0; i < w.size(); ++i) EXPECT_EQ(cmf::f32_bits(v[i]), cmf::f32_bits(w[i] + 1.0f)) << i;
     }
     // the F16 rule really differs: 0.123456789f + 1 is not a half
     float v = 0.123456789f;
-    cmf::apply(TensorTransform::norm_shift_by(1.0f), StDtype::F16, &v, 1);
+    cmf::apply(TensorTransform::norm_shift_by(1.0f), StDtype::F16, &v, 1, 1);
     EXPECT_NE(v, 0.123456789f + 1.0f);
 }
 
 TEST(TensorTransform, NoneLeavesValuesAlone) {
     float v[2] = {0.5f, -2.0f};
-    cmf::apply(TensorTransform{}, StDtype::F16, v, 2);
+    cmf::apply(TensorTransform{}, StDtype::F16, v, 2, 2);
     EXPECT_EQ(v[0], 0.5f);
     EXPECT_EQ(v[1], -2.0f);
     EXPECT_TRUE(TensorTransform{}.is_none());

@@ -1,212 +1,16 @@
 // Gemma 3 (text: Gemma3ForCausalLM / Gemma3ForConditionalGeneration; vision: SigLIP + the Gemma 3
-// projector) as data: name tables, per-tensor rules and the KV recipe of llama.cpp's converter
-// (convert_hf_to_gguf.py `Gemma3Model`, `Gemma3VisionModel`, v0.5.0).
+// projector) as an ArchSpec: what llama.cpp v0.5.0's `Gemma3Model` and `Gemma3VisionModel`
+// (conversion/gemma.py) and Ollama's gemma3 converter do with it.
 #pragma once
 
-#include <array>
 #include <cmath>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "cmf/arch/hf_config.h"
-#include "cmf/arch/transform.h"
-#include "cmf/format/gguf.h"
+#include "cmf/arch/converter_base.h"
+#include "cmf/arch/spec.h"
 
-namespace cmf::gemma3 {
-
-// ---------------------------------------------------------------------------------------------
-// Tensor names
-
-struct NameRow {
-    std::string_view hf;    // suffix after "model.layers.N." (or the whole name for globals)
-    std::string_view gguf;  // GGUF name, "blk.N." prepended for per-layer rows
-};
-
-// Text model, after "language_model." is removed (the converter does that for both layouts:
-// legacy `language_model.model.*` and v5 `model.language_model.*` both become `model.*`).
-inline constexpr NameRow kTextGlobal[] = {
-    {"model.embed_tokens.weight", "token_embd.weight"},
-    {"model.norm.weight", "output_norm.weight"},
-    {"lm_head.weight", "output.weight"},
-};
-inline constexpr NameRow kTextLayer[] = {
-    {"input_layernorm.weight", "attn_norm.weight"},
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},
-    {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-    {"post_attention_layernorm.weight", "post_attention_norm.weight"},
-    {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
-    {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
-};
-inline constexpr std::string_view kTextLayerPrefix = "model.layers.";
-
-// Vision tower + projector, after the v5 "model." prefix is removed and "_weight" -> ".weight"
-// (the projector's input matrix is a bare parameter `mm_input_projection_weight`).
-inline constexpr NameRow kVisionGlobal[] = {
-    {"multi_modal_projector.mm_input_projection.weight", "mm.input_projection.weight"},
-    {"multi_modal_projector.mm_soft_emb_norm.weight", "mm.soft_emb_norm.weight"},
-    {"vision_tower.vision_model.embeddings.patch_embedding.weight", "v.patch_embd.weight"},
-    {"vision_tower.vision_model.embeddings.patch_embedding.bias", "v.patch_embd.bias"},
-    {"vision_tower.vision_model.embeddings.position_embedding.weight", "v.position_embd.weight"},
-    {"vision_tower.vision_model.post_layernorm.weight", "v.post_ln.weight"},
-    {"vision_tower.vision_model.post_layernorm.bias", "v.post_ln.bias"},
-};
-inline constexpr NameRow kVisionLayer[] = {
-    {"layer_norm1.weight", "ln1.weight"},         {"layer_norm1.bias", "ln1.bias"},
-    {"layer_norm2.weight", "ln2.weight"},         {"layer_norm2.bias", "ln2.bias"},
-    {"mlp.fc1.weight", "ffn_up.weight"},          {"mlp.fc1.bias", "ffn_up.bias"},
-    {"mlp.fc2.weight", "ffn_down.weight"},        {"mlp.fc2.bias", "ffn_down.bias"},
-    {"self_attn.q_proj.weight", "attn_q.weight"}, {"self_attn.q_proj.bias", "attn_q.bias"},
-    {"self_attn.k_proj.weight", "attn_k.weight"}, {"self_attn.k_proj.bias", "attn_k.bias"},
-    {"self_attn.v_proj.weight", "attn_v.weight"}, {"self_attn.v_proj.bias", "attn_v.bias"},
-    {"self_attn.out_proj.weight", "attn_out.weight"}, {"self_attn.out_proj.bias", "attn_out.bias"},
-};
-inline constexpr std::string_view kVisionLayerPrefix = "vision_tower.vision_model.encoder.layers.";
-
-inline bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-inline bool ends_with(std::string_view s, std::string_view p) {
-    return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
-// Which model a checkpoint tensor belongs to.
-enum class Part { text, vision, skip };
-
-// llama.cpp's TextModel.filter_tensors drops multimodal names by these markers.
-inline bool is_multimodal_name(std::string_view n) {
-    for (std::string_view p : {"mlp", "vit.", "vpm.", "siglip2.", "conformer.", "merger.", "resampler."})
-        if (starts_with(n, p)) return true;
-    for (std::string_view m : {"visual.", "vision.", "audio.", "vision_", "audio_", "projector.", "pre_mm_projector_norm",
-                               "image_newline", "patch_embed", "patch_merger.", "model.connector."})
-        if (n.find(m) != std::string_view::npos) return true;
-    return false;
-}
-
-inline std::string strip_all(std::string s, std::string_view what) {
-    for (size_t p; (p = s.find(what)) != std::string::npos;) s.erase(p, what.size());
-    return s;
-}
-
-// Maps a per-layer name "<prefix>N.<suffix>" through a table; returns "blk.N.<gguf>" / "v.blk.N.<gguf>".
-inline std::optional<std::string> map_layer(const std::string& n, std::string_view prefix, const NameRow* rows, size_t nrows,
-                                            std::string_view out_prefix, int* layer) {
-    if (!starts_with(n, prefix)) return std::nullopt;
-    size_t i = prefix.size(), j = i;
-    while (j < n.size() && n[j] >= '0' && n[j] <= '9') ++j;
-    if (j == i || j >= n.size() || n[j] != '.' || j - i > 6) return std::nullopt;
-    const std::string suffix = n.substr(j + 1);
-    for (size_t k = 0; k < nrows; ++k)
-        if (rows[k].hf == suffix) {
-            *layer = std::stoi(n.substr(i, j - i));
-            return std::string(out_prefix) + n.substr(i, j - i) + "." + std::string(rows[k].gguf);
-        }
-    return std::nullopt;
-}
-
-struct MappedName {
-    Part part = Part::skip;
-    std::string gguf;
-    int layer = -1;
-};
-
-// The GGUF name of a checkpoint tensor, or why it cannot be converted.
-inline MappedName map_tensor(const std::string& hf_name) {
-    MappedName m;
-    if (!is_multimodal_name(hf_name)) {
-        const std::string n = strip_all(hf_name, "language_model.");
-        for (const auto& r : kTextGlobal)
-            if (r.hf == n) return {Part::text, std::string(r.gguf), -1};
-        if (auto g = map_layer(n, kTextLayerPrefix, kTextLayer, std::size(kTextLayer), "blk.", &m.layer)) {
-            m.part = Part::text;
-            m.gguf = *g;
-            return m;
-        }
-        fail_input("cannot map checkpoint tensor '" + hf_name + "' to a Gemma 3 GGUF tensor");
-    }
-    std::string n = hf_name;
-    // transformers v5 nests the towers under "model." (llama.cpp's converter does not accept that
-    // layout and writes an empty mmproj; we do)
-    if (starts_with(n, "model.vision_tower.") || starts_with(n, "model.multi_modal_projector.")) n = n.substr(6);
-    if (n.find("vision_model.head.") != std::string::npos) return m;  // SigLIP pooling head: unused
-    if (!starts_with(n, "multi_modal_projector.") && !starts_with(n, "vision_tower."))
-        fail_input("cannot map checkpoint tensor '" + hf_name + "' to a Gemma 3 GGUF tensor");
-    for (size_t p; (p = n.find("_weight")) != std::string::npos;) n.replace(p, 7, ".weight");
-    for (const auto& r : kVisionGlobal)
-        if (r.hf == n) return {Part::vision, std::string(r.gguf), -1};
-    if (auto g = map_layer(n, kVisionLayerPrefix, kVisionLayer, std::size(kVisionLayer), "v.blk.", &m.layer)) {
-        m.part = Part::vision;
-        m.gguf = *g;
-        return m;
-    }
-    fail_input("cannot map checkpoint tensor '" + hf_name + "' to a Gemma 3 vision tensor");
-}
-
-// Gemma3RMSNorm computes x * (1 + w): llama.cpp stores 1 + w (Gemma3Model.modify_tensors:
-// `if name.endswith("norm.weight"): data_torch = data_torch + 1`, in the tensor's dtype; see
-// arch/transform.h for what that means per source dtype). Every text tensor whose HF name ends in
-// "norm.weight"; in the vision file only the projector's soft_emb_norm (SigLIP LayerNorms are
-// ordinary LayerNorms).
-inline TensorTransform tensor_transform(Part part, const std::string& hf_name) {
-    const bool shifted = part == Part::text     ? ends_with(hf_name, "norm.weight")
-                         : part == Part::vision ? hf_name.find("soft_emb_norm.weight") != std::string::npos
-                                                : false;
-    return shifted ? TensorTransform::norm_shift_by(1.0f) : TensorTransform{};
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output types of the converter (convert_hf_to_gguf.py --outtype f32|f16|bf16|q8_0)
-
-enum class OutType { F32, F16, BF16, Q8_0 };
-
-inline GgmlType ggml_of(OutType t) {
-    switch (t) {
-        case OutType::F32: return GgmlType::F32;
-        case OutType::F16: return GgmlType::F16;
-        case OutType::BF16: return GgmlType::BF16;
-        case OutType::Q8_0: return GgmlType::Q8_0;
-    }
-    return GgmlType::F32;
-}
-
-// llama_ftype ids stored in general.file_type (llama.h `enum llama_ftype`).
-inline uint32_t file_type_id(OutType t) {
-    switch (t) {
-        case OutType::F32: return 0;
-        case OutType::F16: return 1;
-        case OutType::Q8_0: return 7;
-        case OutType::BF16: return 32;
-    }
-    return 0;
-}
-
-// The converter's per-tensor choice (ModelBase.prepare_tensors + tensor_force_quant).
-inline GgmlType converter_tensor_type(Part part, const std::string& hf_name, const std::string& gguf_name, size_t n_dims,
-                                      uint64_t row_len, OutType out) {
-    std::optional<GgmlType> forced;
-    if (part == Part::vision) {
-        // llama.cpp issue 13025: the projector input matrix stays F16; embeddings stay F32
-        if (hf_name.find("input_projection") != std::string::npos) forced = GgmlType::F16;
-        else if (hf_name.find(".embeddings.") != std::string::npos) forced = GgmlType::F32;
-    }
-    // 1-D tensors and norms are F32 whatever was asked (most ggml ops only take F32 there)
-    if (n_dims <= 1 || ends_with(gguf_name, "_norm.weight")) return GgmlType::F32;
-    if (forced) return *forced;
-    if (gguf_name == "v.position_embd.weight" || !ends_with(gguf_name, ".weight")) return GgmlType::F32;
-    GgmlType t = ggml_of(out);
-    // gguf-py cannot quantize a row that is not whole Q8_0 blocks and falls back to F16
-    if (t == GgmlType::Q8_0 && row_len % 32 != 0) t = GgmlType::F16;
-    return t;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Hyperparameters
+namespace cmf::arch::gemma3 {
 
 // transformers' Gemma3TextConfig defaults: what AutoConfig fills in for keys config.json leaves
 // out (the released gemma-3-4b-it text_config omits vocab_size, heads, head_dim, rope_theta).
@@ -230,151 +34,213 @@ inline void apply_text_defaults(HfConfig& c) {
     }
 }
 
-inline GgufValue f32v(double v) { return GgufValue::f32(static_cast<float>(v)); }
-inline GgufValue u32v(const json& v, const std::string& what) {
-    int64_t i = json_int(v, what);
-    if (i < 0 || i > 0xffffffffll) fail_input("config.json: " + what + " out of range");
-    return GgufValue::u32(static_cast<uint32_t>(i));
-}
-
-// The architecture KVs, in the order (and with the overwrites) of TextModel.set_gguf_parameters
-// followed by Gemma3Model.set_gguf_parameters.
-inline void add_text_hparams(GgufKvList& kv, const HfConfig& c, uint32_t file_type) {
-    const json& h = c.text;
-    const std::string a = "gemma3.";
-    auto req = [&](std::initializer_list<const char*> keys, const char* what) -> const json& {
-        const json* v = find_key(h, keys);
-        if (!v) fail_input("config.json: missing " + std::string(what));
-        return *v;
+// Text names after "language_model." is removed (the converter does that for both layouts:
+// legacy `language_model.model.*` and v5 `model.language_model.*` both become `model.*`).
+inline std::vector<NameRow> text_globals() {
+    return {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
     };
-    kv.set(a + "block_count", u32v(req({"n_layers", "num_hidden_layers", "n_layer", "num_layers"}, "num_hidden_layers"), "num_hidden_layers"));
-    if (const json* v = find_key(h, {"max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length", "model_max_length"}))
-        kv.set(a + "context_length", u32v(*v, "max_position_embeddings"));
-    if (const json* v = find_key(h, {"hidden_size", "n_embd", "dim"})) kv.set(a + "embedding_length", u32v(*v, "hidden_size"));
-    if (const json* v = find_key(h, {"prefix_dense_intermediate_size", "dense_intermediate_size", "intermediate_size", "n_inner", "hidden_dim"}))
-        kv.set(a + "feed_forward_length", u32v(*v, "intermediate_size"));
-    if (const json* v = find_key(h, {"num_attention_heads", "n_head", "n_heads"})) kv.set(a + "attention.head_count", u32v(*v, "num_attention_heads"));
-    if (const json* v = find_key(h, {"num_key_value_heads", "n_kv_heads"})) kv.set(a + "attention.head_count_kv", u32v(*v, "num_key_value_heads"));
-    if (auto ic = h.find("is_causal"); ic != h.end() && ic->is_boolean() && !ic->get<bool>())
-        kv.set(a + "attention.causal", GgufValue::boolean(false));
-
-    const json& rp = c.rope_parameters;
-    const json& full = rp.contains("full_attention") && rp["full_attention"].is_object() ? rp["full_attention"] : rp;
-    if (auto rt = full.find("rope_type"); rt != full.end() && rt->is_string()) {
-        auto f = full.find("factor");
-        const std::string type = rt->get<std::string>();
-        if (type == "linear" && f != full.end() && !f->is_null()) {
-            kv.set(a + "rope.scaling.type", GgufValue::string("linear"));
-            kv.set(a + "rope.scaling.factor", f32v(json_number(*f, "rope factor")));
-        } else if (type == "yarn" && f != full.end() && !f->is_null()) {
-            fail_input("config.json: yarn rope scaling is not supported for Gemma 3");
-        }
-    }
-    if (auto t = full.find("rope_theta"); t != full.end() && !t->is_null()) kv.set(a + "rope.freq_base", f32v(json_number(*t, "rope_theta")));
-    if (rp.contains("sliding_attention") && rp["sliding_attention"].is_object())
-        if (auto t = rp["sliding_attention"].find("rope_theta"); t != rp["sliding_attention"].end() && !t->is_null())
-            kv.set(a + "rope.freq_base_swa", f32v(json_number(*t, "local rope theta")));
-    if (const json* v = find_key(h, {"rms_norm_eps", "norm_eps"})) kv.set(a + "attention.layer_norm_rms_epsilon", f32v(json_number(*v, "rms_norm_eps")));
-    if (const json* v = find_key(h, {"layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"}))
-        kv.set(a + "attention.layer_norm_epsilon", f32v(json_number(*v, "layer_norm_eps")));
-    if (const json* v = find_key(h, {"head_dim"})) {
-        kv.set(a + "attention.key_length", u32v(*v, "head_dim"));
-        kv.set(a + "attention.value_length", u32v(*v, "head_dim"));
-    }
-    kv.set("general.file_type", GgufValue::u32(file_type));
-
-    // Gemma3Model.set_gguf_parameters: defaults for keys older configs leave out
-    auto get = [&](const char* k, const json& dflt) -> json {
-        auto it = h.find(k);
-        return it == h.end() || it->is_null() ? dflt : *it;
+}
+inline std::vector<NameRow> text_layer_rows() {
+    return {
+        {"input_layernorm.weight", "attn_norm.weight"},
+        {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},
+        {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+        {"post_attention_layernorm.weight", "post_attention_norm.weight"},
+        {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+        {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"},
     };
-    kv.set(a + "context_length", u32v(get("max_position_embeddings", 131072), "max_position_embeddings"));
-    kv.set(a + "attention.head_count", u32v(get("num_attention_heads", 8), "num_attention_heads"));
-    kv.set(a + "attention.layer_norm_rms_epsilon", f32v(json_number(get("rms_norm_eps", 1e-6), "rms_norm_eps")));
-    kv.set(a + "attention.key_length", u32v(get("head_dim", 256), "head_dim"));
-    kv.set(a + "attention.value_length", u32v(get("head_dim", 256), "head_dim"));
-    {
-        json theta = full.contains("rope_theta") && !full["rope_theta"].is_null() ? full["rope_theta"] : json(1000000.0);
-        kv.set(a + "rope.freq_base", f32v(json_number(theta, "rope_theta")));
-    }
-    if (auto sc = h.find("attn_logit_softcapping"); sc != h.end() && !sc->is_null())
-        fail_input("config.json: attn_logit_softcapping is set, but Gemma 3 has none (is this a Gemma 2 checkpoint?)");
-    if (auto fc = h.find("final_logit_softcapping"); fc != h.end() && fc->is_number() && fc->get<double>() != 0.0)
-        kv.set(a + "final_logit_softcapping", f32v(fc->get<double>()));
-    {
-        auto swp = h.find("sliding_window_pattern");
-        bool pattern_one = swp != h.end() && swp->is_number() && swp->get<double>() == 1.0;
-        if (!pattern_one) {
-            auto sw = h.find("sliding_window");
-            if (sw == h.end() || sw->is_null()) fail_input("config.json: missing sliding_window");
-            kv.set(a + "attention.sliding_window", u32v(*sw, "sliding_window"));
-        }
-    }
-    kv.set(a + "attention.head_count_kv", u32v(get("num_key_value_heads", 4), "num_key_value_heads"));
 }
 
-// Preprocessor settings the mmproj needs: preprocessor_config.json, then processor_config.json
-// (its "image_processor" object lifted to the top), later files winning.
-inline json load_preprocessor_config(const fs::path& dir) {
-    json pc = json::object();
-    for (const char* f : {"preprocessor_config.json", "processor_config.json"}) {
-        if (auto j = read_json_if_exists(dir / f); j && j->is_object()) {
-            json cfg = *j;
-            for (const char* sub : {"media_proc_cfg", "image_processor"})
-                if (cfg.contains(sub) && cfg[sub].is_object())
-                    for (auto it = cfg[sub].begin(); it != cfg[sub].end(); ++it) cfg[it.key()] = it.value();
-            for (auto it = cfg.begin(); it != cfg.end(); ++it) pc[it.key()] = it.value();
-        }
-    }
-    return pc;
+// Gemma3Model.set_gguf_parameters after TextModel's (gemma.py:141-158): defaults for keys older
+// configs leave out, written over TextModel's values in place.
+inline std::vector<KvEmit> gemma3_model_kv_rows() {
+    return {
+        [](KvOut& o, const KvCtx& c) {
+            const json& h = c.config.text;
+            o.set("context_length", u32v(get_or(h, "max_position_embeddings", 131072), "max_position_embeddings"));
+            o.set("attention.head_count", u32v(get_or(h, "num_attention_heads", 8), "num_attention_heads"));
+            o.set("attention.layer_norm_rms_epsilon", f32v(json_number(get_or(h, "rms_norm_eps", 1e-6), "rms_norm_eps")));
+            o.set("attention.key_length", u32v(get_or(h, "head_dim", 256), "head_dim"));
+            o.set("attention.value_length", u32v(get_or(h, "head_dim", 256), "head_dim"));
+            const json& rp = c.config.rope_parameters;
+            const json& full = rp.contains("full_attention") && rp["full_attention"].is_object() ? rp["full_attention"] : rp;
+            o.set("rope.freq_base", f32v(json_number(get_or(full, "rope_theta", 1000000.0), "rope_theta")));
+            if (auto sc = h.find("attn_logit_softcapping"); sc != h.end() && !sc->is_null())
+                fail_input("config.json: attn_logit_softcapping is set, but Gemma 3 has none (is this a Gemma 2 checkpoint?)");
+            if (auto fc = h.find("final_logit_softcapping"); fc != h.end() && fc->is_number() && fc->get<double>() != 0.0)
+                o.set("final_logit_softcapping", f32v(fc->get<double>()));
+            auto swp = h.find("sliding_window_pattern");
+            const bool pattern_one = swp != h.end() && swp->is_number() && swp->get<double>() == 1.0;
+            if (!pattern_one) o.set("attention.sliding_window", u32v(require(h, "sliding_window"), "sliding_window"));
+            o.set("attention.head_count_kv", u32v(get_or(h, "num_key_value_heads", 4), "num_key_value_heads"));
+        },
+    };
 }
 
-// The clip.* KVs of the mmproj, in MmprojModel + Gemma3VisionModel order.
-inline void add_vision_hparams(GgufKvList& kv, const HfConfig& c, uint32_t file_type) {
+// The text part every Gemma family shares: TextModel's filter and "language_model." removal,
+// the Gemma 3 name rows, TextModel + Gemma3Model KV rows. Gemma 3n and Gemma 4 extend it.
+inline PartSpec gemma_text_part(std::string_view gguf_arch) {
+    PartSpec p;
+    p.kind = PartKind::text;
+    p.gguf_arch = gguf_arch;
+    p.gguf_type = "model";
+    p.takes = [](std::string_view n) { return !is_multimodal_name(n); };
+    p.renames = {{Rename::Op::remove_all, "language_model.", ""}};
+    p.globals = text_globals();
+    p.layer_prefix = "model.layers.";
+    p.out_layer_prefix = "blk.";
+    p.layer_rows = text_layer_rows();
+    p.kv = text_model_kv_rows();
+    for (auto& r : gemma3_model_kv_rows()) p.kv.push_back(std::move(r));
+    return p;
+}
+
+// Ollama's gemma3-instruct template (template/gemma3-instruct.gotmpl), byte for byte: the turn
+// format <start_of_turn>user / <start_of_turn>model ... <end_of_turn>, the system prompt put
+// in the second message's user turn, and an open model turn after the last message.
+inline constexpr std::string_view kOllamaTemplate =
+    "{{- $system := .System }}\n"
+    "{{- range $i, $_ := .Messages }}\n"
+    "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
+    "{{- if eq .Role \"user\" }}<start_of_turn>user\n"
+    "{{- if and (eq $i 1) $system }}\n"
+    "{{ $system }}\n"
+    "{{- end }}\n"
+    "{{ .Content }}<end_of_turn>\n"
+    "{{ else if eq .Role \"assistant\" }}<start_of_turn>model\n"
+    "{{ .Content }}<end_of_turn>\n"
+    "{{ end }}\n"
+    "{{- if $last }}<start_of_turn>model\n"
+    "{{ end }}\n"
+    "{{- end }}\n";
+
+// Ollama's single-file layout (convert/convert_gemma3.go; research/ollama.md 6.1-6.3): llama.cpp
+// mmproj tensor names -> Ollama names, read right to left.
+inline std::vector<NameRow> ollama_vision_globals() {
+    return {
+        {"v.patch_embd.", "v.patch_embedding."},
+        {"v.position_embd.", "v.position_embedding."},
+        {"v.post_ln.", "v.post_layernorm."},
+        {"mm.input_projection.", "mm.mm_input_projection."},
+        {"mm.soft_emb_norm.", "mm.mm_soft_emb_norm."},
+    };
+}
+// per block, after "v.blk.N."; fc1 is llama.cpp's ffn_up and fc2 its ffn_down (tensor_mapping.py)
+inline std::vector<NameRow> ollama_vision_layer_rows() {
+    return {
+        {"ln1.", "layer_norm1."}, {"ln2.", "layer_norm2."},  {"attn_out.", "attn_output."},
+        {"ffn_up.", "mlp.fc1."},  {"ffn_down.", "mlp.fc2."}, {"attn_q.", "attn_q."},
+        {"attn_k.", "attn_k."},   {"attn_v.", "attn_v."},
+    };
+}
+
+// The gemma3.vision.* / gemma3.mm.* keys of Ollama's gemma3 converter, in its (sorted) order.
+inline std::vector<std::pair<std::string, GgufValue>> ollama_vision_kvs(const HfConfig& c) {
     const json& v = *c.vision;
-    const json pre = load_preprocessor_config(c.dir);
-    auto req = [&](std::initializer_list<const char*> keys, const char* what) -> const json& {
-        const json* x = find_key(v, keys);
-        if (!x) fail_input("config.json: vision_config has no " + std::string(what));
-        return *x;
+    auto u32 = [&](const char* key, std::optional<int64_t> dflt = std::nullopt) {
+        const json* x = py_find(v, {key});
+        if (!x) {
+            if (!dflt) fail_input("config.json: vision_config has no " + std::string(key));
+            return GgufValue::u32(static_cast<uint32_t>(*dflt));
+        }
+        return u32v(*x, std::string("vision ") + key);
     };
-    kv.set("general.file_type", GgufValue::u32(file_type));
-    kv.set("clip.has_vision_encoder", GgufValue::boolean(true));
-    const json* n_embd_text = find_key(c.text, {"hidden_size", "n_embd"});
-    if (!n_embd_text) fail_input("config.json: text hidden_size is missing");
-    kv.set("clip.vision.projection_dim", u32v(*n_embd_text, "hidden_size"));
-    const json& image_size = req({"image_size"}, "image_size");
-    const json& patch_size = req({"patch_size"}, "patch_size");
-    kv.set("clip.vision.image_size", u32v(image_size, "vision image_size"));
-    kv.set("clip.vision.patch_size", u32v(patch_size, "vision patch_size"));
-    kv.set("clip.vision.embedding_length", u32v(req({"hidden_size", "width", "vt_hidden_size"}, "hidden_size"), "vision hidden_size"));
-    kv.set("clip.vision.feed_forward_length", u32v(req({"intermediate_size", "vt_intermediate_size"}, "intermediate_size"), "vision intermediate_size"));
-    kv.set("clip.vision.block_count", u32v(req({"n_layers", "num_hidden_layers", "n_layer", "num_layers", "depth", "layers", "encoder_layers", "vt_num_hidden_layers"}, "num_hidden_layers"), "vision layers"));
-    kv.set("clip.vision.attention.head_count", u32v(req({"num_attention_heads", "num_heads", "heads", "vt_num_attention_heads"}, "num_attention_heads"), "vision heads"));
-    auto float_list = [&](const char* key) {
-        auto it = pre.find(key);
-        if (it == pre.end() || !it->is_array())
-            fail_input(c.dir.string() + ": preprocessor_config.json has no " + key + " list (needed for the mmproj)");
-        std::vector<float> out;
-        for (const auto& x : *it) out.push_back(static_cast<float>(json_number(x, key)));
-        return out;
+    const double eps = json_number(get_or(v, "layer_norm_eps", 1e-6), "layer_norm_eps");
+    const int64_t tokens = json_int(get_or(c.raw, "mm_tokens_per_image", 256), "mm_tokens_per_image");
+    return {
+        {"gemma3.mm.tokens_per_image", GgufValue::u32(static_cast<uint32_t>(tokens))},
+        {"gemma3.vision.attention.head_count", u32("num_attention_heads")},
+        {"gemma3.vision.attention.layer_norm_epsilon", GgufValue::f32(static_cast<float>(eps))},
+        {"gemma3.vision.block_count", u32("num_hidden_layers")},
+        {"gemma3.vision.embedding_length", u32("hidden_size")},
+        {"gemma3.vision.feed_forward_length", u32("intermediate_size")},
+        {"gemma3.vision.image_size", u32("image_size")},
+        {"gemma3.vision.num_channels", u32("num_channels", 3)},
+        {"gemma3.vision.patch_size", u32("patch_size")},
     };
-    kv.set("clip.vision.image_mean", GgufValue::f32_array(float_list("image_mean")));
-    kv.set("clip.vision.image_std", GgufValue::f32_array(float_list("image_std")));
-    kv.set("clip.projector_type", GgufValue::string("gemma3"));
-    double eps = 1e-6;
-    if (auto e = v.find("layer_norm_eps"); e != v.end() && !e->is_null()) eps = json_number(*e, "layer_norm_eps");
-    kv.set("clip.vision.attention.layer_norm_epsilon", f32v(eps));
-    kv.set("clip.use_gelu", GgufValue::boolean(true));
-    // tokens per image side: sqrt(image_seq_length); the projector pools by (patches per side / that)
-    int64_t seq = 256;
-    if (auto s = pre.find("image_seq_length"); s != pre.end() && !s->is_null()) seq = json_int(*s, "image_seq_length");
-    const int64_t per_side = static_cast<int64_t>(std::sqrt(static_cast<double>(seq)));
-    const int64_t ps = json_int(patch_size, "patch_size");
-    if (per_side > 0 && ps > 0) {
-        const int64_t scale = (json_int(image_size, "image_size") / ps) / per_side;
-        if (scale > 0 && scale != 4) kv.set("clip.vision.projector.scale_factor", GgufValue::u32(static_cast<uint32_t>(scale)));
-    }
 }
 
-}  // namespace cmf::gemma3
+inline ArchSpec spec() {
+    ArchSpec s;
+    s.hf_architectures = {"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"};
+    s.family = "gemma3";
+    s.display = "Gemma 3";
+    s.defaults = apply_text_defaults;
+
+    s.text = gemma_text_part("gemma3");
+    // the converter keeps exactly as many token rows as the vocabulary has entries
+    s.text.rows = {{containing("embed_tokens.weight"), RowsRow::Rule::tokens_exact}};
+    // Gemma3RMSNorm computes x * (1 + w): the converter stores 1 + w, in the source dtype's
+    // arithmetic (arch/transform.h), for every text tensor whose name ends in "norm.weight"
+    s.text.transforms = {{suffix("norm.weight"), TensorTransform::norm_shift_by(1.0f)}};
+
+    PartSpec v = mmproj_part();
+    v.takes = [](std::string_view n) { return is_multimodal_name(n); };
+    // transformers v5 nests the towers under "model." (llama.cpp's converter does not accept that
+    // layout and writes an empty mmproj; cmf does); the projector's input matrix is a bare
+    // parameter `mm_input_projection_weight`
+    v.renames = {{Rename::Op::replace_prefix, "model.vision_tower.", "vision_tower."},
+                 {Rename::Op::replace_prefix, "model.multi_modal_projector.", "multi_modal_projector."},
+                 {Rename::Op::replace_all, "_weight", ".weight"}};
+    v.ignore = {"vision_model.head."};  // the SigLIP pooling head: unused
+    v.globals = {
+        {"multi_modal_projector.mm_input_projection.weight", "mm.input_projection.weight"},
+        {"multi_modal_projector.mm_soft_emb_norm.weight", "mm.soft_emb_norm.weight"},
+        {"vision_tower.vision_model.embeddings.patch_embedding.weight", "v.patch_embd.weight"},
+        {"vision_tower.vision_model.embeddings.patch_embedding.bias", "v.patch_embd.bias"},
+        {"vision_tower.vision_model.embeddings.position_embedding.weight", "v.position_embd.weight"},
+        {"vision_tower.vision_model.post_layernorm.weight", "v.post_ln.weight"},
+        {"vision_tower.vision_model.post_layernorm.bias", "v.post_ln.bias"},
+    };
+    v.layer_prefix = "vision_tower.vision_model.encoder.layers.";
+    v.out_layer_prefix = "v.blk.";
+    v.layer_rows = {
+        {"layer_norm1.", "ln1."},         {"layer_norm2.", "ln2."},           {"mlp.fc1.", "ffn_up."},
+        {"mlp.fc2.", "ffn_down."},        {"self_attn.q_proj.", "attn_q."},   {"self_attn.k_proj.", "attn_k."},
+        {"self_attn.v_proj.", "attn_v."}, {"self_attn.out_proj.", "attn_out."},
+    };
+    // SigLIP LayerNorms are ordinary LayerNorms; only the projector's soft_emb_norm is 1 + w
+    v.transforms = {{containing("soft_emb_norm.weight"), TensorTransform::norm_shift_by(1.0f)}};
+    // Gemma3VisionModel.tensor_force_quant (llama.cpp issue 13025): the projector input matrix
+    // stays F16, the embeddings F32
+    v.dtypes = {{containing("input_projection"), false, DtypeRow::Force::f16},
+                {containing(".embeddings."), false, DtypeRow::Force::f32}};
+    v.kv = mmproj_vision_kv_rows();
+    v.kv.push_back([](KvOut& o, const KvCtx& c) {  // Gemma3VisionModel.set_gguf_parameters
+        const json& vc = *c.config.vision;
+        o.set("clip.projector_type", GgufValue::string("gemma3"));
+        o.set("clip.vision.attention.layer_norm_epsilon", f32v(json_number(get_or(vc, "layer_norm_eps", 1e-6), "layer_norm_eps")));
+        o.set("clip.use_gelu", GgufValue::boolean(true));
+        // tokens per image side: sqrt(image_seq_length); the projector pools by (patches per side / that)
+        const int64_t seq = json_int(get_or(c.preprocessor, "image_seq_length", 256), "image_seq_length");
+        const int64_t per_side = static_cast<int64_t>(std::sqrt(static_cast<double>(seq)));
+        const int64_t ps = json_int(require(vc, "patch_size"), "patch_size");
+        if (per_side > 0 && ps > 0) {
+            const int64_t scale = (json_int(require(vc, "image_size"), "image_size") / ps) / per_side;
+            if (scale > 0 && scale != 4) o.set("clip.vision.projector.scale_factor", GgufValue::u32(static_cast<uint32_t>(scale)));
+        }
+    });
+    s.mmproj = std::move(v);
+
+    s.tokenizer = {TokenizerRoute::sentencepiece, false};
+    s.ollama.layout = OllamaSpec::Layout::single_file;
+    s.ollama.template_text = kOllamaTemplate;
+    // the context most users can afford, and the turn end
+    s.ollama.params = {{"num_ctx", 8192}, {"stop", {"<end_of_turn>"}}};
+    s.ollama.vision_globals = ollama_vision_globals();
+    s.ollama.vision_layer_rows = ollama_vision_layer_rows();
+    s.ollama.vision_kvs = ollama_vision_kvs;
+    return s;
+}
+
+}  // namespace cmf::arch::gemma3

@@ -341,7 +341,7 @@ private:
             // The Ollama export's model file: Ollama's single-file layout (text + vision tower)
             // written in the same pass, one per variant, after the llama.cpp files.
             std::optional<size_t> ollama_base;
-            if (opts_.ollama_export && plan.config.has_vision()) {
+            if (opts_.ollama_export && plan.config.has_vision() && plan.spec->ollama.layout == arch::OllamaSpec::Layout::single_file) {
                 std::vector<PlannedFile> all = plan.files;
                 try {
                     plan.files.assign(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(pending.size()));

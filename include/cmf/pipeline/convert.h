@@ -3,17 +3,22 @@
 // The plan is pure: from config, tokenizer and tensor headers it decides every output file's KVs,
 // tensor list, types and byte layout before any weight is read (`cmf quantize --dry-run` prints
 // it). Execution then streams each source tensor once into all outputs (pipeline/execute.h).
+// Everything a model family contributes comes from its ArchSpec (arch/registry.h); this file
+// only runs the rows.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "cmf/arch/gemma3.h"
+#include "cmf/arch/converter_base.h"
 #include "cmf/arch/general_kv.h"
+#include "cmf/arch/registry.h"
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/pipeline/execute.h"
@@ -23,6 +28,9 @@
 
 namespace cmf {
 
+using arch::ConvertType;
+using arch::PartKind;
+
 // GGML_QNT_VERSION: the quantization format generation every GGUF records.
 inline constexpr uint32_t kQuantizationVersion = 2;
 
@@ -31,7 +39,7 @@ inline constexpr uint32_t kQuantizationVersion = 2;
 // (BF16->BF16, F16->F16, F32->F32: cmf quantizes from the exact source values, which are what
 // that file holds) (q8_0, q4_k_m, ...).
 struct Variant {
-    std::optional<gemma3::OutType> convert;
+    std::optional<ConvertType> convert;
     const QuantRecipe* recipe = nullptr;
     std::string label() const;
 };
@@ -42,18 +50,19 @@ struct ConvertRequest {
     std::vector<Variant> types;
     TypeOverrides overrides;
     bool mmproj = false;
-    gemma3::OutType mmproj_type = gemma3::OutType::F16;
+    ConvertType mmproj_type = ConvertType::F16;
     std::string name;  // output base name; default: the checkpoint directory name
     std::shared_ptr<const ImatrixData> imatrix;  // llama-quantize --imatrix, for the recipe variants
 };
 
 struct PlannedTensor {
-    const StTensor* src = nullptr;
-    gemma3::Part part = gemma3::Part::skip;
-    std::string hf_name, gguf_name;
+    PartKind part = PartKind::text;
+    std::string hf_name, gguf_name;   // hf_name: the (first) checkpoint tensor, or "<generated>"
+    std::vector<TaskSegment> segments;  // where the rows come from, in order
+    std::shared_ptr<const std::vector<float>> generated;  // values of a generated tensor
     std::vector<uint64_t> ne;  // GGUF shape, innermost first
     uint64_t rows = 0, row_len = 0;
-    TensorTransform transform;  // applied to the widened values (Gemma norm 1 + w)
+    TensorTransform transform;  // applied to the widened values (Gemma norm 1 + w, patch permute)
 };
 
 struct PlannedFile {
@@ -67,29 +76,22 @@ struct PlannedFile {
 struct ConversionPlan {
     SafetensorsCheckpoint checkpoint;
     HfConfig config;
+    const arch::ArchSpec* spec = nullptr;
     std::vector<PlannedTensor> tensors;
     std::vector<PlannedFile> files;
     std::shared_ptr<const ImatrixData> imatrix;  // keeps PlannedFile::imatrix_of valid
 };
 
-inline const char* out_type_name(gemma3::OutType t) {
-    switch (t) {
-        case gemma3::OutType::F32: return "F32";
-        case gemma3::OutType::F16: return "F16";
-        case gemma3::OutType::BF16: return "BF16";
-        case gemma3::OutType::Q8_0: return "Q8_0";
-    }
-    return "?";
-}
+inline const char* out_type_name(ConvertType t) { return arch::convert_type_name(t); }
 
 inline std::string Variant::label() const { return recipe ? recipe->name : out_type_name(*convert); }
 
-inline std::optional<gemma3::OutType> parse_out_type(std::string s) {
+inline std::optional<ConvertType> parse_out_type(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (s == "f32") return gemma3::OutType::F32;
-    if (s == "f16") return gemma3::OutType::F16;
-    if (s == "bf16") return gemma3::OutType::BF16;
-    if (s == "q8_0" || s == "q8") return gemma3::OutType::Q8_0;
+    if (s == "f32") return ConvertType::F32;
+    if (s == "f16") return ConvertType::F16;
+    if (s == "bf16") return ConvertType::BF16;
+    if (s == "q8_0" || s == "q8") return ConvertType::Q8_0;
     return std::nullopt;
 }
 
@@ -111,9 +113,7 @@ inline std::optional<Variant> parse_variant(std::string s) {
     return std::nullopt;
 }
 
-inline bool is_supported_architecture(const std::string& a) {
-    return a == "Gemma3ForCausalLM" || a == "Gemma3ForConditionalGeneration";
-}
+inline bool is_supported_architecture(const std::string& a) { return arch::find_spec(a) != nullptr; }
 
 // The importance values llama_model_quantize (llama-quant.cpp) hands to ggml_quantize_chunk for
 // each tensor: looked up by name only when the tensor changes type; the entry must hold
@@ -133,7 +133,8 @@ inline std::vector<const float*> imatrix_for_tensors(const ImatrixData& im, cons
             fail_input(im.file + ": imatrix size " + std::to_string(it->second.size()) + " is different from tensor size " +
                        std::to_string(want) + " for " + rts[k].name);
         }
-        // one slice per expert would be needed for 3-D tensors; Gemma 3 has none
+        // one slice per expert would be needed for quantized 3-D tensors (the 3-D altup
+        // projections are never quantized: llama-quantize keeps them in the source type)
         if (ne.size() > 2 && ne[2] > 1) fail_input(rts[k].name + ": per-expert importance matrices are not supported");
         if (types[k] == GgmlType::F32 || types[k] == GgmlType::F16 || types[k] == GgmlType::BF16) continue;
         out[k] = it->second.data();
@@ -141,14 +142,52 @@ inline std::vector<const float*> imatrix_for_tensors(const ImatrixData& im, cons
     return out;
 }
 
+namespace detail {
+
+// The GGUF name of a renamed checkpoint name through a part's rows; "" when no row maps it.
+inline std::string map_part_name(const arch::PartSpec& p, const std::string& n) {
+    if (auto g = arch::map_row(n, p.globals)) return *g;
+    if (p.layer_prefix.empty() || !arch::starts_with(n, p.layer_prefix)) return "";
+    size_t i = p.layer_prefix.size(), j = i;
+    while (j < n.size() && n[j] >= '0' && n[j] <= '9') ++j;
+    if (j == i || j >= n.size() || n[j] != '.' || j - i > 6) return "";
+    if (auto g = arch::map_row(std::string_view(n).substr(j + 1), p.layer_rows))
+        return std::string(p.out_layer_prefix) + n.substr(i, j - i) + "." + *g;
+    return "";
+}
+
+// The stack row a renamed name is a member of, and its index: "<stem>.<i>.weight".
+inline const arch::StackRow* stack_member(const arch::PartSpec& p, const std::string& n, int* index) {
+    for (const auto& s : p.stacks) {
+        if (!arch::starts_with(n, s.stem) || n.size() <= s.stem.size() + 1 || n[s.stem.size()] != '.') continue;
+        const std::string rest = n.substr(s.stem.size() + 1);
+        const size_t dot = rest.find('.');
+        if (dot == std::string::npos || rest.substr(dot) != ".weight" || dot == 0 || dot > 3) continue;
+        if (!std::all_of(rest.begin(), rest.begin() + dot, [](char c) { return c >= '0' && c <= '9'; })) continue;
+        *index = std::stoi(rest.substr(0, dot));
+        if (*index >= s.count) fail_input("checkpoint tensor '" + n + "': more than " + std::to_string(s.count) + " stacked members");
+        return &s;
+    }
+    return nullptr;
+}
+
+inline bool same_shape(const StTensor& a, const StTensor& b) { return a.shape == b.shape && a.dtype == b.dtype; }
+
+}  // namespace detail
+
 inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     ConversionPlan plan;
     plan.config = load_hf_config(req.src);
     HfConfig& cfg = plan.config;
-    if (!is_supported_architecture(cfg.architecture))
+    const arch::ArchSpec* spec = arch::find_spec(cfg.architecture);
+    if (!spec)
         fail_input("unsupported architecture '" + cfg.architecture + "' in " + (req.src / "config.json").string() +
-                   " (cmf converts Gemma3ForCausalLM and Gemma3ForConditionalGeneration)");
-    gemma3::apply_text_defaults(cfg);
+                   " (cmf converts " + arch::registered_architectures() + ")");
+    plan.spec = spec;
+    if (spec->defaults) spec->defaults(cfg);
+    if (spec->text.check) spec->text.check(cfg);
+    if (req.mmproj && !spec->mmproj) fail(ErrorKind::usage, std::string(spec->mmproj_refusal));
+    if (req.mmproj && spec->mmproj->check) spec->mmproj->check(cfg);
     // llama-quantize passes an imatrix only when it has entries (quantize.cpp prepare_imatrix),
     // and then the recipe knows it (qs.has_imatrix) and every entry must be finite
     TypeOverrides overrides = req.overrides;
@@ -160,47 +199,137 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
 
     // tokenizer first: it is cheap, and a missing tokenizer should fail before any heavy work
     GgufKvList vocab_kv;
-    const uint64_t n_vocab = add_gemma3_tokenizer_kvs(vocab_kv, req.src, cfg.text);
+    const VocabCounts vocab = add_tokenizer_kvs(vocab_kv, spec->tokenizer, req.src, cfg.text);
 
     plan.checkpoint = open_safetensors_checkpoint(req.src);
-    uint64_t text_params = 0, vision_params = 0;
+    std::map<PartKind, uint64_t> params;
+
+    // generated tensors come first (the converter chains generate_extra_tensors before the
+    // checkpoint's), then the checkpoint's in its order
+    for (const arch::PartSpec* part : {&spec->text, spec->mmproj ? &*spec->mmproj : nullptr}) {
+        if (!part) continue;
+        for (const auto& g : part->generated) {
+            PlannedTensor t;
+            t.part = part->kind;
+            t.hf_name = "<generated>";
+            t.gguf_name = std::string(g.gguf);
+            auto values = std::make_shared<const std::vector<float>>(g.values(cfg));
+            t.row_len = values->size();
+            t.rows = 1;
+            t.ne = {t.row_len};
+            t.segments.push_back({nullptr, 0, 1, values.get()});
+            t.generated = std::move(values);
+            params[part->kind] += t.row_len;
+            plan.tensors.push_back(std::move(t));
+        }
+    }
+
+    struct StackState {
+        std::vector<const StTensor*> members;
+    };
+    std::map<std::string, StackState> stacks;
     for (const auto& st : plan.checkpoint.tensors) {
-        gemma3::MappedName m = gemma3::map_tensor(st.name);
-        if (m.part == gemma3::Part::skip) continue;
+        const arch::PartSpec* part = spec->text.takes(st.name)                   ? &spec->text
+                                     : spec->mmproj && spec->mmproj->takes(st.name) ? &*spec->mmproj
+                                                                                  : nullptr;
+        if (!part) continue;  // a tower this family's converter drops (TextModel.filter_tensors)
+        const std::string n = arch::apply_renames(st.name, part->renames);
+        if (std::any_of(part->ignore.begin(), part->ignore.end(), [&](std::string_view x) { return arch::contains(n, x); })) continue;
         if (!st_dtype_is_float_source(st.dtype))
             fail_input(st.file.filename().string() + ": tensor '" + st.name + "' has dtype " + st_dtype_info(st.dtype).name +
                        "; cmf converts BF16, F16 and F32 checkpoints");
-        if (st.shape.empty() || st.n_elements() == 0) fail_input(st.file.filename().string() + ": tensor '" + st.name + "' is empty");
+        if (st.shape.empty() ? !part->scalars_as_1d : st.n_elements() == 0)
+            fail_input(st.file.filename().string() + ": tensor '" + st.name + "' is empty");
         if (st.shape.size() > kGgmlMaxDims) fail_input("tensor '" + st.name + "' has more than 4 dimensions");
+
         PlannedTensor t;
-        t.src = &st;
-        t.part = m.part;
+        t.part = part->kind;
         t.hf_name = st.name;
-        t.gguf_name = m.gguf;
-        t.row_len = st.row_length();
-        t.rows = st.n_elements() / t.row_len;
-        for (auto it = st.shape.rbegin(); it != st.shape.rend(); ++it) t.ne.push_back(static_cast<uint64_t>(*it));
-        t.transform = gemma3::tensor_transform(m.part, st.name);
-        if (m.gguf == "token_embd.weight") {
-            // the converter keeps exactly as many rows as the token list has entries
-            if (st.shape.size() != 2) fail_input("tensor '" + st.name + "' should be 2-D");
-            if (static_cast<uint64_t>(st.shape[0]) < n_vocab)
-                fail_input("tensor '" + st.name + "' has " + std::to_string(st.shape[0]) + " rows but the vocabulary has " +
-                           std::to_string(n_vocab) + " tokens");
-            t.rows = n_vocab;
-            t.ne[1] = n_vocab;
+        std::string mapped_from = n;
+        int member = -1;
+        if (const arch::StackRow* sr = detail::stack_member(*part, n, &member)) {
+            StackState& s = stacks[std::string(sr->stem)];
+            s.members.resize(sr->count, nullptr);
+            if (s.members[member]) fail_input("checkpoint tensor '" + st.name + "' appears twice");
+            s.members[member] = &st;
+            if (std::any_of(s.members.begin(), s.members.end(), [](const StTensor* m) { return !m; })) continue;
+            // all members present: the stacked tensor is planned here, members in index order
+            for (const StTensor* m : s.members) {
+                if (!detail::same_shape(*m, *s.members[0]))
+                    fail_input("checkpoint tensors '" + std::string(sr->stem) + ".*' differ in shape or dtype; they cannot be stacked");
+                t.segments.push_back({m, 0, m->n_elements() / m->row_length(), nullptr});
+            }
+            mapped_from = std::string(sr->stem) + ".weight";
+            t.row_len = s.members[0]->row_length();
+            for (auto it = s.members[0]->shape.rbegin(); it != s.members[0]->shape.rend(); ++it) t.ne.push_back(static_cast<uint64_t>(*it));
+            t.ne.push_back(static_cast<uint64_t>(sr->count));
+        } else {
+            if (st.shape.empty()) {
+                t.row_len = 1;
+                t.ne = {1};
+            } else {
+                t.row_len = st.row_length();
+                for (auto it = st.shape.rbegin(); it != st.shape.rend(); ++it) t.ne.push_back(static_cast<uint64_t>(*it));
+            }
+            t.segments.push_back({&st, 0, st.shape.empty() ? 1 : st.n_elements() / t.row_len, nullptr});
         }
-        (m.part == gemma3::Part::text ? text_params : vision_params) += t.rows * t.row_len;
+        t.gguf_name = detail::map_part_name(*part, mapped_from);
+        if (t.gguf_name.empty())
+            fail_input("cannot map checkpoint tensor '" + st.name + "' to a " + std::string(spec->display) +
+                       (part->kind == PartKind::text ? " GGUF" : " vision") + " tensor");
+        for (const auto& tr : part->transforms)
+            if (tr.on(mapped_from)) {
+                t.transform = tr.transform;
+                break;
+            }
+        if (t.transform.kind == TensorTransform::Kind::patch_hwc_to_chw) {
+            // (D, P*P*3) -> ne [P, P, 3, D]
+            const uint64_t p = static_cast<uint64_t>(std::llround(std::sqrt(static_cast<double>(t.row_len / 3))));
+            if (t.ne.size() != 2 || p * p * 3 != t.row_len)
+                fail_input("tensor '" + st.name + "' is not a patch embedding of P*P*3 columns");
+            t.transform.patch = static_cast<uint32_t>(p);
+            t.ne = {p, p, 3, t.ne[1]};
+        }
+        for (const auto& rr : part->rows) {
+            if (!rr.on(mapped_from)) continue;
+            if (t.ne.size() != 2) fail_input("tensor '" + st.name + "' should be 2-D");
+            const uint64_t have = t.segments[0].rows;
+            switch (rr.rule) {
+                case arch::RowsRow::Rule::tokens_exact:
+                    if (have < vocab.tokens)
+                        fail_input("tensor '" + st.name + "' has " + std::to_string(have) + " rows but the vocabulary has " +
+                                   std::to_string(vocab.tokens) + " tokens");
+                    t.segments[0].rows = vocab.tokens;
+                    break;
+                case arch::RowsRow::Rule::pad_to_vocab: {
+                    const int64_t vs = json_int(arch::get_or(cfg.text, "vocab_size", 262400), "vocab_size");
+                    if (vs > 0 && static_cast<uint64_t>(vs) > have)
+                        t.segments.push_back({nullptr, 0, static_cast<uint64_t>(vs) - have, nullptr});
+                    break;
+                }
+                case arch::RowsRow::Rule::cut_to_tokenizer_json:
+                    if (vocab.tokenizer_json_rows && have > vocab.tokenizer_json_rows) t.segments[0].rows = vocab.tokenizer_json_rows;
+                    break;
+            }
+            break;
+        }
+        t.rows = 0;
+        for (const auto& sg : t.segments) t.rows += sg.rows;
+        if (t.ne.size() == 2) t.ne[1] = t.rows;
+        params[part->kind] += t.rows * t.row_len;
         plan.tensors.push_back(std::move(t));
     }
-    bool has_text = false, has_vision = false;
-    for (const auto& t : plan.tensors) (t.part == gemma3::Part::text ? has_text : has_vision) = true;
-    if (!has_text) fail_input(req.src.string() + ": no Gemma 3 text tensors found");
-    if (req.mmproj && !has_vision) fail_input(req.src.string() + ": --mmproj was given but the checkpoint has no vision tower");
+    for (const auto& [stem, s] : stacks)
+        if (std::any_of(s.members.begin(), s.members.end(), [](const StTensor* m) { return !m; }))
+            fail_input(req.src.string() + ": checkpoint tensors '" + stem + ".*' are incomplete (cannot stack them)");
+    bool has_text = false, has_mmproj = false;
+    for (const auto& t : plan.tensors) (t.part == PartKind::text ? has_text : has_mmproj) = true;
+    if (!has_text) fail_input(req.src.string() + ": no " + std::string(spec->display) + " text tensors found");
+    if (req.mmproj && !has_mmproj) fail_input(req.src.string() + ": --mmproj was given but the checkpoint has no vision tower");
     if (req.mmproj && !cfg.has_vision()) fail_input(req.src.string() + ": vision tensors present but config.json has no vision_config");
 
     // sanity of shapes against the config, so a mismatched config fails with a clear line
-    const int64_t hidden = json_int(cfg.text["hidden_size"], "hidden_size");
+    const int64_t hidden = json_int(arch::require(cfg.text, "hidden_size"), "hidden_size");
     for (const auto& t : plan.tensors)
         if (t.gguf_name == "token_embd.weight" && static_cast<int64_t>(t.ne[0]) != hidden)
             fail_input("config.json hidden_size " + std::to_string(hidden) + " does not match " + t.hf_name + " width " +
@@ -213,37 +342,41 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     std::string name_or_path;
     if (auto it = cfg.raw.find("_name_or_path"); it != cfg.raw.end() && it->is_string()) name_or_path = it->get<std::string>();
 
-    const uint32_t n_layer = static_cast<uint32_t>(json_int(cfg.text["num_hidden_layers"], "num_hidden_layers"));
-    const uint32_t n_head = static_cast<uint32_t>(json_int(cfg.text["num_attention_heads"], "num_attention_heads"));
-    const uint32_t n_head_kv = static_cast<uint32_t>(json_int(cfg.text["num_key_value_heads"], "num_key_value_heads"));
+    const uint32_t n_layer = static_cast<uint32_t>(json_int(arch::require(cfg.text, "num_hidden_layers"), "num_hidden_layers"));
+    const uint32_t n_head = static_cast<uint32_t>(json_int(arch::require(cfg.text, "num_attention_heads"), "num_attention_heads"));
+    const uint32_t n_head_kv = static_cast<uint32_t>(json_int(arch::require(cfg.text, "num_key_value_heads"), "num_key_value_heads"));
+    const json preprocessor = spec->mmproj && req.mmproj ? arch::load_preprocessor_config(req.src) : json::object();
 
-    auto make_file = [&](gemma3::Part part, const Variant& var, const fs::path& path, const std::string& label) {
+    auto make_file = [&](PartKind kind, const Variant& var, const fs::path& path, const std::string& label) {
+        const arch::PartSpec& part = spec->part(kind);
         PlannedFile f;
         f.path = path;
         f.label = label;
         GeneralInfo g;
-        const bool text = part == gemma3::Part::text;
+        const bool text = kind == PartKind::text;
         // a quantized variant is llama-quantize run on the lossless conversion; the converter type
         // here only seeds general.file_type, which the recipe overwrites (every 2-D text weight
         // is quantized, so no tensor keeps this type)
-        const gemma3::OutType conv = var.recipe ? gemma3::OutType::BF16 : *var.convert;
-        g.architecture = text ? "gemma3" : "clip";
-        g.type = text ? "model" : "mmproj";
-        g.n_params = text ? text_params : vision_params;
+        const ConvertType conv = var.recipe ? ConvertType::BF16 : *var.convert;
+        g.architecture = std::string(part.gguf_arch);
+        g.type = std::string(part.gguf_type);
+        g.n_params = params[kind];
         g.name = derive_model_name(name_or_path, dir_name, static_cast<int64_t>(g.n_params));
         add_general_kvs(f.layout.kv, g, req.src, true);
-        if (text) gemma3::add_text_hparams(f.layout.kv, cfg, gemma3::file_type_id(conv));
-        else gemma3::add_vision_hparams(f.layout.kv, cfg, gemma3::file_type_id(conv));
+        arch::KvOut out{f.layout.kv, std::string(part.gguf_arch)};
+        const arch::KvCtx ctx{cfg, arch::file_type_id(conv), preprocessor};
+        for (const auto& row : part.kv) row(out, ctx);
         f.layout.kv.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
         if (text)
             for (const auto& [k, v] : vocab_kv.items()) f.layout.kv.set(k, v);
         std::vector<size_t> idx;
         for (size_t i = 0; i < plan.tensors.size(); ++i)
-            if (plan.tensors[i].part == part) idx.push_back(i);
+            if (plan.tensors[i].part == kind) idx.push_back(i);
         std::vector<GgmlType> types;
         for (size_t i : idx) {
             const auto& t = plan.tensors[i];
-            types.push_back(gemma3::converter_tensor_type(t.part, t.hf_name, t.gguf_name, t.ne.size(), t.row_len, conv));
+            types.push_back(arch::converter_tensor_type(part, arch::apply_renames(t.hf_name, part.renames), t.gguf_name,
+                                                        t.ne.size(), t.row_len, conv));
         }
         if (var.recipe) {
             // llama-quantize: its own tensor order, its type choice, and the two version KVs
@@ -289,11 +422,11 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         plan.files.push_back(std::move(f));
     };
     for (const auto& var : req.types)
-        make_file(gemma3::Part::text, var, req.out_dir / (base + "-" + var.label() + ".gguf"), var.label());
+        make_file(PartKind::text, var, req.out_dir / (base + "-" + var.label() + ".gguf"), var.label());
     if (req.mmproj) {
         Variant mv;
         mv.convert = req.mmproj_type;
-        make_file(gemma3::Part::vision, mv, req.out_dir / ("mmproj-" + base + "-" + out_type_name(req.mmproj_type) + ".gguf"),
+        make_file(PartKind::mmproj, mv, req.out_dir / ("mmproj-" + base + "-" + out_type_name(req.mmproj_type) + ".gguf"),
                   std::string("mmproj ") + out_type_name(req.mmproj_type));
     }
     return plan;
@@ -328,8 +461,7 @@ inline ConvertResult write_conversion(const ConversionPlan& plan, unsigned threa
     std::vector<TensorTask> tasks(plan.tensors.size());
     for (size_t i = 0; i < plan.tensors.size(); ++i) {
         const auto& t = plan.tensors[i];
-        tasks[i].src = t.src;
-        tasks[i].rows = t.rows;
+        tasks[i].segments = t.segments;
         tasks[i].row_len = t.row_len;
         tasks[i].transform = t.transform;
     }

@@ -58,13 +58,36 @@ struct TensorSink {
     ErrorStat* stats = nullptr;      // if set, receives the error of this tensor (merged in row order)
 };
 
-// One source tensor and what to do with it.
+// Where a task's rows come from, in output row order: rows of a checkpoint tensor (from row
+// src_row0), zero rows (padding), or values generated from the config.
+struct TaskSegment {
+    const StTensor* src = nullptr;  // null: zeros, or `values` when set
+    uint64_t src_row0 = 0;
+    uint64_t rows = 0;
+    const std::vector<float>* values = nullptr;  // generated: rows * row_len values
+};
+
+// One output tensor and what to do with it: its rows, segment by segment (most tensors are one
+// segment of one checkpoint tensor; stacked tensors are several; padded ones end in zeros).
 struct TensorTask {
-    const StTensor* src = nullptr;
-    uint64_t rows = 0;       // rows to take (may be fewer than the source has: vocab trimming)
-    uint64_t row_len = 0;    // elements per row (innermost dimension)
+    std::vector<TaskSegment> segments;
+    uint64_t row_len = 0;       // elements per row (innermost dimension)
     TensorTransform transform;  // applied after widening, in the source dtype's arithmetic
     std::vector<TensorSink> sinks;
+
+    uint64_t rows() const {
+        uint64_t n = 0;
+        for (const auto& s : segments) n += s.rows;
+        return n;
+    }
+    // single-segment task over `rows` rows of `src`
+    static TensorTask of(const StTensor* src, uint64_t rows, uint64_t row_len, TensorTransform t = {}) {
+        TensorTask k;
+        k.segments.push_back({src, 0, rows, nullptr});
+        k.row_len = row_len;
+        k.transform = t;
+        return k;
+    }
 };
 
 // Widens n source elements to F32, exactly (BF16 and F16 are subsets of F32).
@@ -181,14 +204,19 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                                   const std::function<void(uint64_t done, uint64_t total)>& progress = {}) {
     struct Chunk {
         const TensorTask* task;
-        uint64_t row0, nrows;
+        const TaskSegment* seg;
+        uint64_t src_row, row0, nrows;  // source row (in seg->src), output row, row count
     };
     std::vector<Chunk> chunks;
     uint64_t total_bytes = 0;
     for (const auto& t : tasks) {
         const uint64_t per = std::max<uint64_t>(1, kChunkElements / std::max<uint64_t>(1, t.row_len));
-        for (uint64_t r = 0; r < t.rows; r += per) chunks.push_back({&t, r, std::min(per, t.rows - r)});
-        total_bytes += t.rows * t.row_len * st_dtype_info(t.src->dtype).size;
+        uint64_t out_row = 0;
+        for (const auto& sg : t.segments) {
+            for (uint64_t r = 0; r < sg.rows; r += per) chunks.push_back({&t, &sg, sg.src_row0 + r, out_row + r, std::min(per, sg.rows - r)});
+            out_row += sg.rows;
+            if (sg.src) total_bytes += sg.rows * t.row_len * st_dtype_info(sg.src->dtype).size;
+        }
     }
     // one open descriptor per shard, shared by the workers (pread is thread-safe)
     std::vector<std::pair<fs::path, std::unique_ptr<FileHandle>>> handles;
@@ -198,8 +226,9 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
         handles.emplace_back(p, std::make_unique<FileHandle>(p));
         return *handles.back().second;
     };
-    std::vector<FileHandle*> chunk_handle(chunks.size());
-    for (size_t i = 0; i < chunks.size(); ++i) chunk_handle[i] = &handle_for(chunks[i].task->src->file);
+    std::vector<FileHandle*> chunk_handle(chunks.size(), nullptr);
+    for (size_t i = 0; i < chunks.size(); ++i)
+        if (chunks[i].seg->src) chunk_handle[i] = &handle_for(chunks[i].seg->src->file);
 
     // per chunk, per sink partial error sums; merged in chunk order at the end so the report
     // does not depend on thread timing
@@ -223,13 +252,21 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                 if (i >= chunks.size()) return;
                 const Chunk& c = chunks[i];
                 const TensorTask& t = *c.task;
-                const uint32_t esz = st_dtype_info(t.src->dtype).size;
+                const TaskSegment& sg = *c.seg;
                 const uint64_t n = c.nrows * t.row_len;
-                raw.resize(n * esz);
                 f32.resize(n);
-                chunk_handle[i]->read_at(raw.data(), raw.size(), t.src->offset + c.row0 * t.row_len * esz);
-                widen_to_f32(t.src->dtype, raw.data(), f32.data(), n);
-                apply(t.transform, t.src->dtype, f32.data(), n);
+                raw.clear();
+                if (sg.src) {
+                    const uint32_t esz = st_dtype_info(sg.src->dtype).size;
+                    raw.resize(n * esz);
+                    chunk_handle[i]->read_at(raw.data(), raw.size(), sg.src->offset + c.src_row * t.row_len * esz);
+                    widen_to_f32(sg.src->dtype, raw.data(), f32.data(), n);
+                    apply(t.transform, sg.src->dtype, f32.data(), n, t.row_len);
+                } else if (sg.values) {
+                    std::memcpy(f32.data(), sg.values->data() + (c.src_row * t.row_len), n * sizeof(float));
+                } else {
+                    std::fill(f32.begin(), f32.end(), 0.0f);
+                }
                 chunk_stats[i].assign(t.sinks.size(), ErrorStat{});
                 if (enc.size() < t.sinks.size()) enc.resize(t.sinks.size());
                 for (size_t si = 0; si < t.sinks.size(); ++si) {

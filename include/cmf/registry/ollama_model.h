@@ -29,6 +29,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cmf/arch/registry.h"
 #include "cmf/core/digest.h"
 #include "cmf/core/error.h"
 #include "cmf/format/gguf.h"
@@ -46,24 +47,24 @@ inline constexpr const char* kMediaLicense = "application/vnd.ollama.image.licen
 inline constexpr const char* kMediaConfig = "application/vnd.docker.container.image.v1+json";
 inline constexpr const char* kMediaManifest = "application/vnd.docker.distribution.manifest.v2+json";
 
-// Ollama's gemma3-instruct template (template/gemma3-instruct.gotmpl), byte for byte: the turn
-// format <start_of_turn>user / <start_of_turn>model ... <end_of_turn>, the system prompt put
-// in the second message's user turn, and an open model turn after the last message.
-inline constexpr std::string_view kGemma3Template =
-    "{{- $system := .System }}\n"
-    "{{- range $i, $_ := .Messages }}\n"
-    "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
-    "{{- if eq .Role \"user\" }}<start_of_turn>user\n"
-    "{{- if and (eq $i 1) $system }}\n"
-    "{{ $system }}\n"
-    "{{- end }}\n"
-    "{{ .Content }}<end_of_turn>\n"
-    "{{ else if eq .Role \"assistant\" }}<start_of_turn>model\n"
-    "{{ .Content }}<end_of_turn>\n"
-    "{{ end }}\n"
-    "{{- if $last }}<start_of_turn>model\n"
-    "{{ end }}\n"
-    "{{- end }}\n";
+// The family's Ollama defaults (arch/<family>.h OllamaSpec) by GGUF general.architecture: the
+// turn template, the params and, for families Ollama renders natively, its renderer/parser names.
+// Unknown architectures get none (the user supplies them).
+struct FamilyDefaults {
+    std::string template_text;
+    nlohmann::json params = nlohmann::json::object();
+    std::string renderer, parser;
+};
+inline FamilyDefaults family_defaults(std::string_view gguf_architecture) {
+    FamilyDefaults d;
+    if (const arch::ArchSpec* s = arch::find_spec_by_gguf(gguf_architecture)) {
+        d.template_text = std::string(s->ollama.template_text);
+        d.params = s->ollama.params;
+        d.renderer = std::string(s->ollama.renderer);
+        d.parser = std::string(s->ollama.parser);
+    }
+    return d;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Digests
@@ -129,9 +130,6 @@ inline const std::map<std::string, ParamKind>& param_kinds() {
     };
     return k;
 }
-
-// The default params of a cmf Gemma 3 model: the context most users can afford, and the turn end.
-inline nlohmann::json default_params() { return {{"num_ctx", 8192}, {"stop", {"<end_of_turn>"}}}; }
 
 // Sets one PARAMETER the way the ollama CLI types it; a repeated `stop` appends, other keys replace.
 // `fresh_stop` tracks whether `stop` still holds the default list (the first user stop replaces it).
@@ -245,13 +243,17 @@ inline GgufSummary summarize_gguf(const fs::path& p) {
     return s;
 }
 
-inline std::string config_bytes(const GgufSummary& model) {
+// The config blob. `renderer`/`parser` name Ollama's built-in prompt renderer and output parser
+// for families without a Go template (server/create.go sets them; empty: not written).
+inline std::string config_bytes(const GgufSummary& model, const std::string& renderer = "", const std::string& parser = "") {
     nlohmann::ordered_json c;
     c["model_format"] = "gguf";
     c["model_family"] = model.architecture;
     c["model_families"] = nlohmann::ordered_json::array({model.architecture});
     c["model_type"] = human_number(model.parameter_count);
     c["file_type"] = file_type_string(model.file_type);
+    if (!renderer.empty()) c["renderer"] = renderer;
+    if (!parser.empty()) c["parser"] = parser;
     // hard-coded by Ollama whatever the host
     c["architecture"] = "amd64";
     c["os"] = "linux";
@@ -355,9 +357,9 @@ inline ParsedManifest parse_manifest(const std::string& bytes, const std::string
 struct AssembleOptions {
     fs::path model_gguf;
     std::optional<fs::path> projector_gguf;  // llama.cpp mmproj, when the vision tower is a separate file
-    std::string template_text{kGemma3Template};
+    std::optional<std::string> template_text;  // default: the family's (family_defaults)
     std::optional<std::string> system;
-    nlohmann::json params = default_params();
+    std::optional<nlohmann::json> params;       // default: the family's
     std::vector<std::string> licenses;  // the base model's terms, in order
     bool derivative_notice = true;      // add the "modified, quantized derivative" notice
 };
@@ -385,12 +387,15 @@ inline OllamaModel assemble_model(const AssembleOptions& o) {
             fail_input(o.model_gguf.string() + " already holds the vision tower (single-file layout); no projector layer is needed");
         m.layers.push_back(OllamaBlob::from_file(kMediaProjector, *o.projector_gguf));
     }
-    if (!o.template_text.empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaTemplate, o.template_text));
+    const FamilyDefaults fam = family_defaults(ms.architecture);
+    const std::string& tmpl = o.template_text ? *o.template_text : fam.template_text;
+    const nlohmann::json& params = o.params ? *o.params : fam.params;
+    if (!tmpl.empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaTemplate, tmpl));
     if (o.system && !o.system->empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaSystem, *o.system));
     for (const auto& l : o.licenses) m.layers.push_back(OllamaBlob::from_bytes(kMediaLicense, l));
     if (o.derivative_notice) m.layers.push_back(OllamaBlob::from_bytes(kMediaLicense, derivative_notice_text(ms)));
-    if (!o.params.is_null() && !o.params.empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaParams, params_bytes(o.params)));
-    m.config = OllamaBlob::from_bytes(kMediaConfig, config_bytes(ms));
+    if (!params.is_null() && !params.empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaParams, params_bytes(params)));
+    m.config = OllamaBlob::from_bytes(kMediaConfig, config_bytes(ms, fam.renderer, fam.parser));
     return m;
 }
 

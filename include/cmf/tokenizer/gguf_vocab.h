@@ -1,4 +1,5 @@
-// Tokenizer KVs for Gemma 3 GGUFs: tokenizer/vocab.h's ordered list, as GGUF values.
+// Tokenizer KVs of a GGUF, by the family's tokenizer route (arch/spec.h TokenizerSpec):
+// tokenizer/vocab.h's ordered list, as GGUF values.
 #pragma once
 
 #include <filesystem>
@@ -6,7 +7,9 @@
 #include <type_traits>
 #include <variant>
 
+#include "cmf/arch/spec.h"
 #include "cmf/format/gguf.h"
+#include "cmf/tokenizer/gemma4_vocab.h"
 #include "cmf/tokenizer/vocab.h"
 
 namespace cmf {
@@ -28,12 +31,35 @@ inline GgufValue to_gguf_value(const tokenizer::KvValue& v) {
         v);
 }
 
-// Appends the tokenizer.* KVs in the converter's order and returns the token count (the
-// number of rows the token embedding keeps).
-inline uint64_t add_gemma3_tokenizer_kvs(GgufKvList& kv, const std::filesystem::path& dir, const nlohmann::json& text_hparams) {
-    const tokenizer::GgufVocab v = tokenizer::load_gemma_vocab(dir, text_hparams);
-    for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
-    return v.tokens.size();
+struct VocabCounts {
+    uint64_t tokens = 0;               // entries of tokenizer.ggml.tokens
+    uint64_t tokenizer_json_rows = 0;  // len(model.vocab) + len(added_tokens) of tokenizer.json (0: not read)
+};
+
+// Appends the tokenizer.* KVs in the converter's order for the family's route.
+inline VocabCounts add_tokenizer_kvs(GgufKvList& kv, const arch::TokenizerSpec& route, const std::filesystem::path& dir,
+                                     const nlohmann::json& text_hparams) {
+    VocabCounts c;
+    switch (route.route) {
+        case arch::TokenizerRoute::sentencepiece: {
+            nlohmann::json h = text_hparams;
+            // Gemma3NModel.set_vocab removes vocab_size_per_layer_input for the call, so the list
+            // is vocab_size long (the padded multimodal ids included)
+            if (route.size_by_vocab_size && h.is_object()) h.erase("vocab_size_per_layer_input");
+            const tokenizer::GgufVocab v = tokenizer::load_gemma_vocab(dir, h);
+            for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
+            c.tokens = v.tokens.size();
+            return c;
+        }
+        case arch::TokenizerRoute::gemma4_bpe: {
+            const tokenizer::GgufVocab v = tokenizer::load_gemma4_vocab(dir);
+            for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
+            c.tokens = v.tokens.size();
+            c.tokenizer_json_rows = v.tokenizer_json_rows;
+            return c;
+        }
+    }
+    return c;
 }
 
 }  // namespace cmf
