@@ -27,7 +27,10 @@ byte-for-byte what llama.cpp's convert_hf_to_gguf.py and llama-quantize write.
                         f32, f16, bf16 (convert_hf_to_gguf --outtype), and the
                         llama-quantize recipes q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s,
                         q3_k_l, q3_k_m, q3_k_s, q2_k, q5_1, q5_0, q4_1, q4_0 applied to the
-                        lossless BF16 conversion; aliases q4s, q4, q8
+                        lossless conversion; aliases q4s, q4, q8; q8_0_convert is
+                        convert_hf_to_gguf --outtype q8_0 itself (NAME-Q8_0-convert.gguf:
+                        for Gemma 3n/4 it also quantizes the altup, laurel and
+                        per_layer_model_proj tensors that llama-quantize keeps)
   --tensor-type RE=TYPE  tensors whose name matches RE get TYPE (llama-quantize's option;
                         repeatable, first match wins)
   --keep-layers L=TYPE  whole blocks to TYPE, e.g. 0-3,30-33=q8_0 (repeatable)

@@ -14,14 +14,15 @@ namespace {
 
 const char* kHelp = R"(usage: cmf <command> [options]
 
-cmf turns Hugging Face safetensors checkpoints of Gemma 3 models into GGUF files that are
-byte-for-byte what llama.cpp's converter writes.
+cmf turns Hugging Face safetensors checkpoints (Gemma 3, Gemma 3n, Gemma 4: the families in its
+architecture registry) into GGUF files that are byte-for-byte what llama.cpp's converter and
+llama-quantize write.
 
 commands:
-  quantize SRC_DIR --quant TYPES   convert a local checkpoint to GGUF (f32, f16, bf16, q8_0)
+  quantize SRC_DIR --quant TYPES   convert a local checkpoint to GGUF (f16, bf16, q8_0, q4_k_m, ...)
   fetch hf://ORG/REPO[@REV]        download a model into the Hugging Face cache (--cache gs://...)
   inspect FILE.gguf                print a GGUF file's metadata and tensor table
-  synth OUT_DIR [--preset P]       write a synthetic Gemma 3 checkpoint (tiny, tiny-mm, medgemma-text)
+  synth OUT_DIR [--preset P]       write a synthetic checkpoint (tiny, tiny-mm, medgemma-text, ...)
   config                           print the factory configuration (.env, environment, options)
   build VARIANTS --backend local   build q4s,q4,q8,f16,... as a factory job (markers, cards, logs)
   build+push VARIANTS              build on a GCE VM and push to the Ollama registry

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "cmf/arch/gemma3.h"
+#include "cmf/arch/gemma3n.h"
+#include "cmf/arch/gemma4.h"
 #include "cmf/arch/spec.h"
 
 namespace cmf::arch {
@@ -16,6 +18,8 @@ inline const std::vector<ArchSpec>& all_specs() {
     static const std::vector<ArchSpec> specs = [] {
         std::vector<ArchSpec> v;
         v.push_back(gemma3::spec());
+        v.push_back(gemma3n::spec());
+        v.push_back(gemma4::spec());
         return v;
     }();
     return specs;

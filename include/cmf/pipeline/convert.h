@@ -84,7 +84,13 @@ struct ConversionPlan {
 
 inline const char* out_type_name(ConvertType t) { return arch::convert_type_name(t); }
 
-inline std::string Variant::label() const { return recipe ? recipe->name : out_type_name(*convert); }
+// The converter's own Q8_0 is labelled apart from llama-quantize's: for Gemma 3 they hold the
+// same data, but llama-quantize keeps some tensors in the source type that the converter
+// quantizes (altup*, laurel*, per_layer_model_proj: Gemma 3n and Gemma 4).
+inline std::string Variant::label() const {
+    if (recipe) return recipe->name;
+    return *convert == ConvertType::Q8_0 ? "Q8_0-convert" : out_type_name(*convert);
+}
 
 inline std::optional<ConvertType> parse_out_type(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -95,14 +101,19 @@ inline std::optional<ConvertType> parse_out_type(std::string s) {
     return std::nullopt;
 }
 
-// f32, f16, bf16 are converter outputs; every quantized type is a llama-quantize recipe (its
-// Q8_0 has the same tensor data as the converter's, in llama-quantize's tensor and KV order).
+// f32, f16, bf16 (and q8_0_convert) are converter outputs; every quantized type is a
+// llama-quantize recipe applied to the lossless conversion.
 inline std::optional<Variant> parse_variant(std::string s) {
     Variant v;
     std::string low = s;
     for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (low == "f32" || low == "f16" || low == "bf16") {
         v.convert = parse_out_type(low);
+        return v;
+    }
+    // convert_hf_to_gguf --outtype q8_0 itself (its tensor order and type choice)
+    if (low == "q8_0_convert" || low == "q8_0-convert") {
+        v.convert = ConvertType::Q8_0;
         return v;
     }
     if (low == "q8") low = "q8_0";
