@@ -1,4 +1,6 @@
-// cmf synth: writes a deterministic synthetic Gemma 3 checkpoint (tests, benchmarks, demos).
+// cmf synth: writes a deterministic synthetic checkpoint (tests, benchmarks, demos). The presets
+// and what they write come from include/cmf/arch/synth_presets.h.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -9,35 +11,48 @@
 
 namespace cmf::cli {
 
-static const char* kSynthHelp = R"(usage: cmf synth OUT_DIR [--preset NAME] [--layers N] [--seed N] [--shards N] [--v5]
-                  [--dtype bf16|f16|f32]
+static const char* kSynthUsage = R"(usage: cmf synth OUT_DIR [--preset NAME] [--layers N] [--seed N] [--shards N] [--v5]
+                  [--dtype bf16|f16|f32] [--kv-shared N] [--ffn N]
 
-Writes a synthetic Gemma 3 checkpoint in Hugging Face layout: safetensors (BF16 by default) with
-deterministic pseudo-random weights, config.json, generation_config.json and a Gemma-like
-SentencePiece tokenizer (tokenizer.model, tokenizer.json, tokenizer_config.json with the
-Gemma 3 chat template). The same options always give byte-identical files.
+Writes a synthetic checkpoint in Hugging Face layout: safetensors (BF16 by default) with
+deterministic pseudo-random weights, config.json, generation_config.json and a made-up tokenizer
+in the family's file format, with the family's chat template. The same options always give
+byte-identical files.
 
   OUT_DIR           directory to write (created if missing; earlier model*.safetensors
                     files in it are replaced)
-  --preset NAME     tiny          Gemma3ForCausalLM, hidden 512, 2 layers, ~5M params (default)
-                    tiny-mm       Gemma3ForConditionalGeneration with a small SigLIP tower
-                                  (image 896, patch 14, vision hidden 128, 2 layers)
-                    medgemma-text Gemma3ForCausalLM with the 4B text shapes (hidden 2560,
-                                  FFN 10240, vocab 262208), 3 layers, 2 shards, ~1.9 GB
-                    recipes       Gemma3ForCausalLM for comparing quantization recipes: 12 layers,
-                                  hidden 320 (not a multiple of 256), FFN 3328 (tensors over
-                                  1 Mi elements), vocab 4096, ~50M params
-  --layers N        number of text layers (default: the preset's)
+  --preset NAME     one of the presets below (default: tiny)
+)";
+
+static const char* kSynthOptions = R"(  --layers N        number of text layers (default: the preset's). Where a preset shares KV
+                    (kv-shared layers), their count scales with N (floor, at most N - 2), and so
+                    does Gemma 3n's count of layers with activation sparsity; layer_types put one
+                    full-attention layer after four sliding ones, counted back from the last layer
+                    with its own K/V, and make the last layer full attention
+  --kv-shared N     KV-shared layers, 0 to N_layers - 1 (presets with KV sharing only)
+  --ffn N           FFN intermediate size (Gemma 3n: N for every layer; Gemma 4: 2N on the
+                    kv-shared layers, use_double_wide_mlp)
   --seed N          weight seed (default 20250101)
   --shards N        number of safetensors files; N > 1 adds model.safetensors.index.json
   --dtype TYPE      safetensors dtype of the weights: bf16 (default), f16 or f32; the same
-                    values rounded to that type (config.json's torch_dtype says which)
-  --v5              transformers-v5 layout: model.language_model.* / model.vision_tower.*
-                    names, rope_parameters and layer_types in config.json
+                    values rounded to that type (config.json's dtype says which)
+  --v5              transformers-v5 layout for the tiny/tiny-mm/medgemma-text/recipes presets:
+                    model.language_model.* / model.vision_tower.* names, rope_parameters and
+                    layer_types in config.json; the other presets are always in that layout
 
 Example:
   cmf synth ./tiny-mm --preset tiny-mm && cmf quantize ./tiny-mm --quant f16 --mmproj
 )";
+
+static void print_help() {
+    std::fputs(kSynthUsage, stdout);
+    size_t width = 0;
+    for (const auto& r : arch::synth_presets()) width = std::max(width, r.name.size());
+    for (const auto& r : arch::synth_presets())
+        std::printf("      %-*.*s  %.*s\n", static_cast<int>(width), static_cast<int>(r.name.size()), r.name.data(),
+                    static_cast<int>(r.help.size()), r.help.data());
+    std::fputs(kSynthOptions, stdout);
+}
 
 static uint64_t parse_number(const std::string& opt, const std::string& s, uint64_t max) {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 19)
@@ -48,9 +63,9 @@ static uint64_t parse_number(const std::string& opt, const std::string& s, uint6
 }
 
 int cmd_synth(const std::vector<std::string>& argv) {
-    Args a = parse_args(argv, {"preset", "layers", "seed", "shards", "dtype"}, {"v5", "help"}, "synth");
+    Args a = parse_args(argv, {"preset", "layers", "seed", "shards", "dtype", "kv-shared", "ffn"}, {"v5", "help"}, "synth");
     if (a.has("help")) {
-        std::fputs(kSynthHelp, stdout);
+        print_help();
         return 0;
     }
     if (a.positional.size() != 1) fail(ErrorKind::usage, "synth: expected one OUT_DIR (see cmf synth --help)");
@@ -63,6 +78,11 @@ int cmd_synth(const std::vector<std::string>& argv) {
     if (auto v = a.get("shards")) {
         spec.shards = static_cast<int>(parse_number("shards", *v, 1000));
         if (spec.shards == 0) fail(ErrorKind::usage, "synth: --shards must be at least 1");
+    }
+    if (auto v = a.get("kv-shared")) spec.kv_shared = static_cast<int>(parse_number("kv-shared", *v, 999));
+    if (auto v = a.get("ffn")) {
+        spec.ffn = static_cast<int64_t>(parse_number("ffn", *v, synth::kSynthMaxFfn));
+        if (spec.ffn == 0) fail(ErrorKind::usage, "synth: --ffn must be at least 1");
     }
     if (auto v = a.get("seed")) spec.seed = parse_number("seed", *v, UINT64_MAX);
     spec.v5 = a.has("v5");

@@ -12,6 +12,7 @@
 #include "cmf/format/safetensors.h"
 #include "cmf/format/sentencepiece.h"
 #include "cmf/quant/half.h"
+#include "cmf/arch/gemma3_synth.h"
 #include "cmf/synth/checkpoint.h"
 #include "test_support.h"
 
@@ -117,7 +118,7 @@ TEST(Synth, TinyConvertsToF16AndQ8_0) {
     EXPECT_EQ(toks->strs[1087], "[PAD1087]");
     const GgufValue* tmpl = f16.kv.get("tokenizer.chat_template");
     ASSERT_NE(tmpl, nullptr);
-    EXPECT_EQ(tmpl->str, synth::kGemma3ChatTemplate);
+    EXPECT_EQ(tmpl->str, arch::gemma3::kChatTemplate);
 }
 
 TEST(Synth, TinyMmConvertsWithMmproj) {
@@ -229,7 +230,7 @@ TEST(Synth, LayersOption) {
 }
 
 TEST(Synth, TokenizerIsLoadableAndGemmaLike) {
-    const auto pieces = synth::synth_pieces();
+    const auto pieces = arch::gemma3::synth_pieces();
     sentencepiece::Model m;
     m.pieces = pieces;
     m.trainer = synth::synth_trainer_spec();
