@@ -1,9 +1,9 @@
-// The Gemma 4 tokenizer route (tokenizer/gemma4_vocab.h): the tokenizer.* KVs of the tiny Gemma 4
+// The Gemma 4 tokenizer route (arch/gemma4_vocab.h): the tokenizer.* KVs of the tiny Gemma 4
 // checkpoint against llama.cpp v0.5.0's GGUF (../shared/golden-next dump + array payload hashes),
 // the transformers-v5 special-token rules on small synthetic tokenizers, and the refusals.
 #include "cmf/format/gguf.h"
 #include "cmf/tokenizer/gguf_vocab.h"
-#include "cmf/tokenizer/gemma4_vocab.h"
+#include "cmf/arch/gemma4_vocab.h"
 #include "cmf/tokenizer/hf_files.h"
 #include "cmf/tokenizer/vocab.h"
 

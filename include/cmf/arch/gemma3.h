@@ -232,7 +232,8 @@ inline ArchSpec spec() {
     });
     s.mmproj = std::move(v);
 
-    s.tokenizer = {TokenizerRoute::sentencepiece, false};
+    // Gemma3Model.set_vocab: tokenizer.model (or tokenizer.json) as SentencePiece
+    s.tokenizer.load = [](const fs::path& dir, const json& h) { return tokenizer::load_gemma_vocab(dir, h); };
     s.ollama.layout = OllamaSpec::Layout::single_file;
     s.ollama.template_text = kOllamaTemplate;
     // the context most users can afford, and the turn end

@@ -138,7 +138,13 @@ inline ArchSpec spec() {
     s.mmproj_refusal =
         "--mmproj: Gemma 3n's MobileNetV5 vision and USM audio towers are not converted (llama.cpp writes an mmproj "
         "without tensors for them); cmf writes the text GGUF only";
-    s.tokenizer = {TokenizerRoute::sentencepiece, true};
+    // Gemma3NModel.set_vocab removes vocab_size_per_layer_input for the call, so the list is
+    // vocab_size long (the padded multimodal ids included)
+    s.tokenizer.load = [](const fs::path& dir, const json& h) {
+        json without = h;
+        if (without.is_object()) without.erase("vocab_size_per_layer_input");
+        return tokenizer::load_gemma_vocab(dir, without);
+    };
     s.ollama.layout = OllamaSpec::Layout::text_only;
     s.ollama.template_text = kOllamaTemplate;
     s.ollama.params = {{"num_ctx", 8192}, {"stop", {"<end_of_turn>"}}};

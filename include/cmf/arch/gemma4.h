@@ -11,6 +11,7 @@
 
 #include "cmf/arch/converter_base.h"
 #include "cmf/arch/gemma3.h"
+#include "cmf/arch/gemma4_vocab.h"
 #include "cmf/arch/spec.h"
 
 namespace cmf::arch::gemma4 {
@@ -172,7 +173,7 @@ inline ArchSpec spec() {
     });
     s.mmproj = std::move(v);
 
-    s.tokenizer = {TokenizerRoute::gemma4_bpe, false};
+    s.tokenizer.load = [](const fs::path& dir, const json&) { return tokenizer::load_gemma4_vocab(dir); };
     // Ollama renders Gemma 4 prompts itself (renderer/parser "gemma4", no Go template) and runs
     // llama.cpp's text GGUF + mmproj as a projector layer (docs/ollama-families.md 3.2-3.4)
     s.ollama.layout = OllamaSpec::Layout::model_and_projector;

@@ -26,6 +26,7 @@
 #include "cmf/arch/hf_config.h"
 #include "cmf/arch/transform.h"
 #include "cmf/format/gguf.h"
+#include "cmf/tokenizer/vocab.h"
 
 namespace cmf::arch {
 
@@ -228,15 +229,10 @@ struct PartSpec {
     std::vector<KvEmit> kv;
 };
 
-enum class TokenizerRoute : uint8_t {
-    sentencepiece,  // Gemma3Model.set_vocab: tokenizer.model (or tokenizer.json) as SentencePiece
-    gemma4_bpe,     // Gemma4Model.set_vocab: tokenizer.json BPE through LlamaHfVocab
-};
-
+// How the family's converter builds its vocabulary (set_vocab): the token list and every
+// tokenizer.* KV, as tokenizer/vocab.h's GgufVocab. `hparams` is the text config.
 struct TokenizerSpec {
-    TokenizerRoute route = TokenizerRoute::sentencepiece;
-    // Gemma 3n: the vocabulary is sized by vocab_size, not vocab_size_per_layer_input
-    bool size_by_vocab_size = false;
+    std::function<tokenizer::GgufVocab(const fs::path& dir, const json& hparams)> load;
 };
 
 // How Ollama runs the family (docs/ollama-families.md).

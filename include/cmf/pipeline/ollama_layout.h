@@ -1,7 +1,7 @@
 // Ollama's own single-file layout (`cmf quantize --layout ollama`), for the families whose
 // OllamaSpec says single_file: one GGUF holding the text model, the vision tower (`v.*`) and the
 // projector (`mm.*`), with the vision hyperparameters as `<arch>.vision.*` / `<arch>.mm.*` keys -
-// what Ollama's converter writes (for Gemma 3: convert/convert_gemma3.go, research/ollama.md
+// what Ollama's converter writes (for Gemma 3: its convert/ Go converter, research/ollama.md
 // 6.1-6.3, run with vision by every Ollama version from 0.6). Names, keys and the turn template
 // come from the family's spec (arch/).
 //

@@ -1,4 +1,4 @@
-// Tokenizer KVs of a GGUF, by the family's tokenizer route (arch/spec.h TokenizerSpec):
+// Tokenizer KVs of a GGUF, built by the family's tokenizer route (arch/spec.h TokenizerSpec):
 // tokenizer/vocab.h's ordered list, as GGUF values.
 #pragma once
 
@@ -9,7 +9,6 @@
 
 #include "cmf/arch/spec.h"
 #include "cmf/format/gguf.h"
-#include "cmf/tokenizer/gemma4_vocab.h"
 #include "cmf/tokenizer/vocab.h"
 
 namespace cmf {
@@ -36,30 +35,12 @@ struct VocabCounts {
     uint64_t tokenizer_json_rows = 0;  // len(model.vocab) + len(added_tokens) of tokenizer.json (0: not read)
 };
 
-// Appends the tokenizer.* KVs in the converter's order for the family's route.
+// Appends the tokenizer.* KVs in the converter's order, built by the family's route.
 inline VocabCounts add_tokenizer_kvs(GgufKvList& kv, const arch::TokenizerSpec& route, const std::filesystem::path& dir,
                                      const nlohmann::json& text_hparams) {
-    VocabCounts c;
-    switch (route.route) {
-        case arch::TokenizerRoute::sentencepiece: {
-            nlohmann::json h = text_hparams;
-            // Gemma3NModel.set_vocab removes vocab_size_per_layer_input for the call, so the list
-            // is vocab_size long (the padded multimodal ids included)
-            if (route.size_by_vocab_size && h.is_object()) h.erase("vocab_size_per_layer_input");
-            const tokenizer::GgufVocab v = tokenizer::load_gemma_vocab(dir, h);
-            for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
-            c.tokens = v.tokens.size();
-            return c;
-        }
-        case arch::TokenizerRoute::gemma4_bpe: {
-            const tokenizer::GgufVocab v = tokenizer::load_gemma4_vocab(dir);
-            for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
-            c.tokens = v.tokens.size();
-            c.tokenizer_json_rows = v.tokenizer_json_rows;
-            return c;
-        }
-    }
-    return c;
+    const tokenizer::GgufVocab v = route.load(dir, text_hparams);
+    for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
+    return {v.tokens.size(), v.tokenizer_json_rows};
 }
 
 }  // namespace cmf

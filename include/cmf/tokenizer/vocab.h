@@ -3,7 +3,7 @@
 //
 // Facts this file reproduces (llama.cpp conversion/base.py, conversion/gemma.py,
 // gguf-py/gguf/vocab.py and gguf_writer.py):
-//  - Gemma3Model.set_vocab: with tokenizer.model the SentencePiece route
+//  - the Gemma set_vocab (conversion/gemma.py): with tokenizer.model the SentencePiece route
 //    (_set_vocab_sentencepiece) then add_add_space_prefix(False); without it the GPT-2/BPE route,
 //    which needs the transformers library. We never take the BPE route: without tokenizer.model
 //    we rebuild the SentencePiece pieces from tokenizer.json (see pieces_from_tokenizer_json) and
@@ -78,7 +78,7 @@ struct GgufVocab {
     KvList named_chat_template_kvs;
     std::optional<bool> normalizer_lowercase, normalizer_strip_accents;
     std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix
-    // Gemma4Model.set_vocab ends with add_add_bos_token(True): written after add_space_prefix
+    // the Gemma 4 set_vocab ends with add_add_bos_token(True): written after add_space_prefix
     // (or over an earlier add_bos_token in place)
     std::optional<bool> add_bos_last;
     uint64_t tokenizer_json_rows = 0;  // len(model.vocab) + len(added_tokens): Gemma 4's embedding cut
@@ -790,14 +790,14 @@ inline GgufVocab load_gemma_vocab(const fs::path& dir, const nlohmann::json& hpa
         fail_input(tc_file.string() + ": expected a JSON object, found " + std::string(tc_ptr->type_name()));
     build_sentencepiece_rows(v, sp, dir, hparams, tc_ptr && tc_ptr->is_object() ? tc_ptr : nullptr, decoder_order.keys);
     load_special_vocab(v, dir, tokenizer_json ? &tokenizer_json->doc : nullptr, tc_ptr);
-    // Gemma3Model.set_vocab: add_add_space_prefix(False) after the SentencePiece vocabulary.
+    // the Gemma set_vocab: add_add_space_prefix(False) after the SentencePiece vocabulary.
     v.add_space_prefix = false;
     return v;
 }
 
 // ---------------------------------------------------------------------------------------------
 // The tokenizer KVs in the order convert_hf_to_gguf writes them (_set_vocab_sentencepiece, then
-// SpecialVocab.add_to_gguf, then Gemma3Model.set_vocab):
+// SpecialVocab.add_to_gguf, then the Gemma set_vocab):
 //   tokenizer.ggml.model, .pre, .tokens, .scores, .token_type, [.merges],
 //   special ids in SpecialVocab order (.bos_token_id, .eos_token_id, .unknown_token_id,
 //   .seperator_token_id [sic], .padding_token_id, .mask_token_id, .eot_token_id, .eom_token_id),
