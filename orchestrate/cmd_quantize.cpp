@@ -133,7 +133,10 @@ static TypeOverrides parse_overrides(const Args& a) {
     for (const auto& tt : a.all("tensor-type")) {
         auto eq = tt.rfind('=');
         if (eq == std::string::npos || eq == 0) fail(ErrorKind::usage, "quantize: --tensor-type wants REGEX=TYPE, e.g. attn_v=q8_0");
-        ov.tensor_types.emplace_back(tt.substr(0, eq), parse_type_arg("--tensor-type", tt.substr(eq + 1)));
+        // llama-quantize lowercases the pattern (tools/quantize/quantize.cpp parse_tensor_type)
+        std::string re = tt.substr(0, eq);
+        for (auto& c : re) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        ov.tensor_types.emplace_back(re, parse_type_arg("--tensor-type", tt.substr(eq + 1)));
     }
     if (auto t = a.get("token-embedding-type")) ov.token_embedding_type = parse_type_arg("--token-embedding-type", *t);
     if (auto t = a.get("output-tensor-type")) ov.output_tensor_type = parse_type_arg("--output-tensor-type", *t);
@@ -257,13 +260,13 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         fs::path qp = plan.files[fi].path;
         qp.replace_extension(".quality.json");
         reports.push_back(std::make_unique<TempFile>(qp));
-        reports.back()->write(quality_report_json(plan.files[fi], r.errors[fi]).dump(1) + "\n");
+        reports.back()->write(quality_report_json(plan, plan.files[fi], r.errors[fi]).dump(1) + "\n");
         outputs.push_back(reports.back().get());
     }
     commit_all(outputs);
     for (size_t fi = 0; fi < plan.files.size(); ++fi) {
         const auto& f = plan.files[fi];
-        const QualitySummary q = summarize_quality(f, r.errors[fi]);
+        const QualitySummary q = summarize_quality(plan, f, r.errors[fi]);
         if (q.overall_relative_rms == 0) continue;  // lossless
         std::printf("%s: relative RMS error %.3e, max abs %.3e; worst:", f.path.filename().string().c_str(), q.overall_relative_rms, q.max_abs);
         for (size_t i = 0; i < q.worst.size(); ++i) std::printf("%s %s %.2e", i ? "," : "", q.worst[i].first.c_str(), q.worst[i].second);
@@ -271,8 +274,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     }
     std::printf("read %s of weights once, wrote %zu file(s) in %.2f s with %u thread(s)\n",
                 human_bytes(static_cast<double>(r.stats.bytes_read)).c_str(), r.files.size(), secs, threads);
-    if (!req.mmproj && !ollama_layout && plan.config.has_vision())
-        std::printf("note: this checkpoint has a vision tower; add --mmproj to write it\n");
+    const bool has_tower = std::any_of(plan.tensors.begin(), plan.tensors.end(), [](const PlannedTensor& t) { return t.part == PartKind::mmproj; });
+    if (!req.mmproj && !ollama_layout && has_tower) std::printf("note: this checkpoint has a vision tower; add --mmproj to write it\n");
     return 0;
 }
 

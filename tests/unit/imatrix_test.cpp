@@ -12,6 +12,7 @@
 
 #include "cmf/format/gguf.h"
 #include "cmf/quant/imatrix.h"
+#include "imatrix_files.h"
 #include "llama_quantize_ref.h"
 #include "test_support.h"
 
@@ -22,47 +23,9 @@ using cmf::GgmlType;
 using cmf::GgufType;
 using cmf::GgufValue;
 using cmf::ImatrixData;
-
-// ---------------------------------------------------------------------------------------
-// Writers for the two formats (tools/imatrix/imatrix.cpp save_imatrix / save_imatrix_legacy).
-
-struct GgufEntry {
-    std::string name;
-    std::vector<float> sums;    // ne0 * counts.size()
-    std::vector<float> counts;  // one per matrix (expert)
-};
-
-struct GgufImatrixSpec {
-    std::vector<GgufEntry> entries;
-    std::vector<std::string> datasets{"calibration.txt"};
-    uint32_t chunk_count = 17;
-    uint32_t chunk_size = 512;
-    bool with_metadata = true;
-};
-
-std::string gguf_imatrix_bytes(const GgufImatrixSpec& s) {
-    cmf::GgufLayout l;
-    l.kv.set("general.type", GgufValue::string("imatrix"));
-    if (s.with_metadata) {
-        l.kv.set("imatrix.datasets", GgufValue::string_array(s.datasets));
-        l.kv.set("imatrix.chunk_count", GgufValue::u32(s.chunk_count));
-        l.kv.set("imatrix.chunk_size", GgufValue::u32(s.chunk_size));
-    }
-    for (const auto& e : s.entries) {
-        const uint64_t nmat = e.counts.size();
-        l.add_tensor(e.name + ".in_sum2", {e.sums.size() / nmat, nmat}, GgmlType::F32);
-        l.add_tensor(e.name + ".counts", {1, nmat}, GgmlType::F32);
-    }
-    l.finalize();
-    std::string out = l.header;
-    out.resize(l.file_size, '\0');
-    size_t ti = 0;
-    for (const auto& e : s.entries) {
-        std::memcpy(out.data() + l.data_start + l.tensors[ti++].offset, e.sums.data(), e.sums.size() * 4);
-        std::memcpy(out.data() + l.data_start + l.tensors[ti++].offset, e.counts.data(), e.counts.size() * 4);
-    }
-    return out;
-}
+using cmf::test::GgufEntry;
+using cmf::test::GgufImatrixSpec;
+using cmf::test::gguf_imatrix_bytes;
 
 struct LegacyEntry {
     std::string name;
@@ -376,68 +339,23 @@ using namespace cmf::test::llama_ref;
 
 // What quantize.cpp main() does with a loaded imatrix: the entry array and the four overrides.
 uint32_t llama_quantize_with(const fs::path& in, const fs::path& out, int32_t ftype, const ImatrixData* m) {
-    LlamaQuantizeParams p = llama_lib().defaults();
-    p.ftype = ftype;
-    p.nthread = 4;
-    std::vector<LlamaImatrixEntry> entries;
-    std::vector<LlamaKvOverride> kvo;
-    if (m) {
-        for (const auto& [name, v] : m->values) entries.push_back({name.c_str(), v.data(), v.size()});
-        entries.push_back({nullptr, nullptr, 0});
-        p.imatrix = entries.data();
-        auto add = [&](const char* key, int tag) -> LlamaKvOverride& {
-            LlamaKvOverride o{};
-            o.tag = tag;
-            std::strncpy(o.key, key, 127);
-            kvo.push_back(o);
-            return kvo.back();
-        };
-        std::strncpy(add("quantize.imatrix.file", 3).val_str, m->file.c_str(), 127);
-        if (!m->datasets.empty()) std::strncpy(add("quantize.imatrix.dataset", 3).val_str, m->datasets[0].c_str(), 127);
-        add("quantize.imatrix.entries_count", 0).val_i64 = static_cast<int64_t>(m->values.size());
-        if (m->chunks > 0) add("quantize.imatrix.chunks_count", 0).val_i64 = m->chunks;
-        kvo.push_back(LlamaKvOverride{});  // key[0] == 0 ends the list
-        p.kv_overrides = kvo.data();
-    }
-    return llama_lib().quantize(in.c_str(), out.c_str(), &p);
+    QuantizeCall c;
+    c.ftype = ftype;
+    c.imatrix = m;
+    return llama_quantize(in, out, c);
 }
 
+void expect_same_gguf(const fs::path& ours, const fs::path& ref) { expect_same_as_llama(ours, ref); }
+
 std::string sha256_of(const fs::path& f, const cmf::GgufContents& g, const cmf::GgufTensorInfo& t) {
-    std::string data(t.nbytes, '\0');
-    cmf::FileHandle h(f);
-    h.read_at(data.data(), t.nbytes, g.data_start + t.offset);
+    const std::string data = tensor_bytes(f, g, t);
     unsigned char md[32];
     unsigned int n = 0;
-    // OpenSSL is linked through cmf_core; a one-shot digest keeps this short
     EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
     static const char* hx = "0123456789abcdef";
     std::string s;
     for (unsigned i = 0; i < n; ++i) s += {hx[md[i] >> 4], hx[md[i] & 15]};
     return s;
-}
-
-// Same KVs (order, types, values) and same tensors (order, shape, type, data).
-void expect_same_gguf(const fs::path& ours, const fs::path& ref) {
-    const cmf::GgufContents a = cmf::read_gguf(ours), b = cmf::read_gguf(ref);
-    ASSERT_EQ(a.kv.size(), b.kv.size()) << ours.filename();
-    for (size_t i = 0; i < a.kv.size(); ++i) {
-        EXPECT_EQ(a.kv.items()[i].first, b.kv.items()[i].first) << "KV " << i;
-        EXPECT_TRUE(a.kv.items()[i].second == b.kv.items()[i].second) << "KV " << a.kv.items()[i].first;
-    }
-    ASSERT_EQ(a.tensors.size(), b.tensors.size());
-    int mismatched = 0;
-    for (size_t i = 0; i < a.tensors.size(); ++i) {
-        const auto &x = a.tensors[i], &y = b.tensors[i];
-        EXPECT_EQ(x.name, y.name);
-        EXPECT_EQ(x.ne, y.ne) << x.name;
-        EXPECT_EQ(x.type, y.type) << x.name;
-        if (sha256_of(ours, a, x) != sha256_of(ref, b, y)) {
-            ++mismatched;
-            ADD_FAILURE() << x.name << " (" << cmf::type_display_name(x.type) << "): tensor data differs from llama.cpp";
-        }
-    }
-    EXPECT_EQ(mismatched, 0);
-    EXPECT_EQ(cmf::test::read_file(ours) == cmf::test::read_file(ref), true) << ours.filename() << " is not byte-identical";
 }
 
 class ImatrixGolden : public ::testing::Test {

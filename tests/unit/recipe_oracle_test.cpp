@@ -111,60 +111,7 @@ Prepared prepare(const Source& s) {
     return p;
 }
 
-std::string tensor_bytes(const fs::path& f, const cmf::GgufContents& g, const cmf::GgufTensorInfo& t) {
-    std::string data(t.nbytes, '\0');
-    cmf::FileHandle h(f);
-    h.read_at(data.data(), t.nbytes, g.data_start + t.offset);
-    return data;
-}
-
-std::string describe(const cmf::GgufValue& v) {
-    if (v.type == cmf::GgufType::STRING) return "\"" + v.str.substr(0, 60) + "\"";
-    if (v.type == cmf::GgufType::ARRAY) return std::string("array of ") + std::to_string(v.count) + " " + cmf::gguf_type_name(v.elem);
-    if (auto i = v.as_int()) return std::string(cmf::gguf_type_name(v.type)) + " " + std::to_string(*i);
-    return cmf::gguf_type_name(v.type);
-}
-
-// cmf's file against llama.cpp's: KVs (order, types, values), then every tensor.
-void expect_same_as_llama(const fs::path& ours, const fs::path& ref) {
-    const cmf::GgufContents a = cmf::read_gguf(ours), b = cmf::read_gguf(ref);
-    const cmf::GgufValue *fa = a.kv.get("general.file_type"), *fb = b.kv.get("general.file_type");
-    ASSERT_TRUE(fa && fb) << "general.file_type missing";
-    EXPECT_TRUE(*fa == *fb) << "general.file_type: cmf " << describe(*fa) << ", llama.cpp " << describe(*fb);
-    // every KV: the same keys in the same order with the same values
-    for (size_t i = 0; i < std::max(a.kv.size(), b.kv.size()); ++i) {
-        const std::string ka = i < a.kv.size() ? a.kv.items()[i].first : "(none)";
-        const std::string kb = i < b.kv.size() ? b.kv.items()[i].first : "(none)";
-        EXPECT_EQ(ka, kb) << "KV #" << i;
-        if (ka == kb && ka != "(none)")
-            EXPECT_TRUE(a.kv.items()[i].second == b.kv.items()[i].second)
-                << "KV " << ka << ": cmf " << describe(a.kv.items()[i].second) << ", llama.cpp " << describe(b.kv.items()[i].second);
-    }
-    ASSERT_EQ(a.tensors.size(), b.tensors.size()) << "tensor count";
-    int differ = 0;
-    for (size_t i = 0; i < a.tensors.size(); ++i) {
-        const auto &x = a.tensors[i], &y = b.tensors[i];
-        ASSERT_EQ(x.name, y.name) << "tensor #" << i << " (order)";
-        EXPECT_EQ(x.ne, y.ne) << x.name << ": shape";
-        if (x.type != y.type) {
-            ADD_FAILURE() << x.name << ": cmf chose " << cmf::type_display_name(x.type) << ", llama.cpp "
-                          << cmf::type_display_name(y.type);
-            ++differ;
-            continue;
-        }
-        const std::string da = tensor_bytes(ours, a, x), db = tensor_bytes(ref, b, y);
-        if (da != db) {
-            size_t k = 0;
-            while (k < da.size() && k < db.size() && da[k] == db[k]) ++k;
-            ADD_FAILURE() << x.name << " (" << cmf::type_display_name(x.type) << ", " << x.n_elements()
-                          << " elements): data differs from llama.cpp from byte " << k << " of " << da.size();
-            ++differ;
-        }
-    }
-    EXPECT_EQ(differ, 0) << "tensors that differ";
-    if (!::testing::Test::HasFailure())
-        EXPECT_TRUE(cmf::test::read_file(ours) == cmf::test::read_file(ref)) << ours.filename() << " is not byte-identical";
-}
+using cmf::test::llama_ref::expect_same_as_llama;
 
 using Param = std::tuple<Source, cmf::QuantRecipe>;
 

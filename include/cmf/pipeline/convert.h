@@ -358,6 +358,16 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     const uint32_t n_head_kv = static_cast<uint32_t>(json_int(arch::require(cfg.text, "num_key_value_heads"), "num_key_value_heads"));
     const json preprocessor = spec->mmproj && req.mmproj ? arch::load_preprocessor_config(req.src) : json::object();
 
+    // the checkpoint's dtype: that of its first 2-D text tensor (llama.cpp's --outtype for a
+    // lossless conversion is one type for the whole file)
+    ConvertType lossless = ConvertType::BF16;
+    for (const auto& t : plan.tensors)
+        if (t.part == PartKind::text && t.ne.size() >= 2 && t.segments[0].src) {
+            const StDtype d = t.segments[0].src->dtype;
+            lossless = d == StDtype::F16 ? ConvertType::F16 : d == StDtype::F32 ? ConvertType::F32 : ConvertType::BF16;
+            break;
+        }
+
     auto make_file = [&](PartKind kind, const Variant& var, const fs::path& path, const std::string& label) {
         const arch::PartSpec& part = spec->part(kind);
         PlannedFile f;
@@ -365,10 +375,11 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         f.label = label;
         GeneralInfo g;
         const bool text = kind == PartKind::text;
-        // a quantized variant is llama-quantize run on the lossless conversion; the converter type
-        // here only seeds general.file_type, which the recipe overwrites (every 2-D text weight
-        // is quantized, so no tensor keeps this type)
-        const ConvertType conv = var.recipe ? ConvertType::BF16 : *var.convert;
+        // a quantized variant is llama-quantize run on the lossless conversion of the checkpoint's
+        // dtype (BF16 -> BF16, F16 -> F16, F32 -> F32): the type of the tensors the recipe keeps
+        // (Gemma 3n/4: altup*, laurel*, per_layer_model_proj) and the seed of general.file_type,
+        // which the recipe overwrites
+        const ConvertType conv = var.recipe ? lossless : *var.convert;
         g.architecture = std::string(part.gguf_arch);
         g.type = std::string(part.gguf_type);
         g.n_params = params[kind];

@@ -168,8 +168,15 @@ inline std::vector<GgmlType> choose_tensor_types(const std::vector<RecipeTensor>
         }
         const Category cat = category_of(t.name);
         if (ov.token_embedding_type && cat == Category::token_embd) {
-            out.push_back(*ov.token_embedding_type);
-            continue;
+            // per_layer_token_embd follows --token-embedding-type unless a --tensor-type pattern
+            // names it (llama-quant.cpp llama_tensor_get_type: it is a separate, large table)
+            bool named = false;
+            if (t.name == "per_layer_token_embd.weight")
+                for (const auto& pr : patterns) named = named || std::regex_search(t.name, pr.first);
+            if (!named) {
+                out.push_back(*ov.token_embedding_type);
+                continue;
+            }
         }
         if (ov.output_tensor_type && cat == Category::output) {
             out.push_back(*ov.output_tensor_type);
