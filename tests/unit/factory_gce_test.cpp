@@ -21,6 +21,8 @@
 #include "cmf/cloud/gce.h"
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud/metadata.h"
+#include "cmf/arch/registry.h"
+#include "cmf/registry/ollama_model.h"
 #include "emulator_process.h"
 #include "docker_registry.h"
 #include "test_support.h"
@@ -249,6 +251,10 @@ struct Simulation : ::testing::Test {
         dir = new TempDir();
         auto r = cmf::test::run_cmf("synth " + cmf::test::shell_quote((dir->path() / "src").string()) + " --preset tiny");
         ASSERT_EQ(r.exit_code, 0) << r.output;
+        for (const char* p : {"gemma3n-tiny", "gemma4-tiny"}) {
+            r = cmf::test::run_cmf("synth " + cmf::test::shell_quote((dir->path() / p).string()) + " --preset " + p);
+            ASSERT_EQ(r.exit_code, 0) << r.output;
+        }
     }
     static void TearDownTestSuite() {
         delete dir;
@@ -259,13 +265,16 @@ struct Simulation : ::testing::Test {
     std::unique_ptr<cloud::GcsClient> gcs;
     fs::path work;
 
+    std::string model = "synth/tiny-gemma", name_prefix = "sim";  // CMF_MODEL, CMF_NAME_PREFIX ("": not set)
+    fs::path source_dir() const { return dir->path() / "src"; }
+    fs::path src_override;
     void start(json compute_cfg, bool grant = true, const json& extra = json::object()) {
         compute_cfg["require_auth"] = true;  // tokens from the emulated metadata server only
         json files = json::object();
-        for (const auto& e : fs::directory_iterator(dir->path() / "src"))
+        for (const auto& e : fs::directory_iterator(src_override.empty() ? source_dir() : src_override))
             if (e.is_regular_file()) files[e.path().filename().string()] = {{"local_path", e.path().string()}};
         json cfg = {{"hf", {{"tokens", {{kHfToken, "alice"}}},
-                            {"repos", json::array({{{"id", "synth/tiny-gemma"}, {"gated", "manual"}, {"granted", grant ? json::array({"alice"}) : json::array()}, {"files", files}}})}}},
+                            {"repos", json::array({{{"id", model}, {"gated", "manual"}, {"granted", grant ? json::array({"alice"}) : json::array()}, {"files", files}}})}}},
                     {"gcs", {{"buckets", {"cmf-sim"}}}},
                     {"compute", compute_cfg}};
         cfg.merge_patch(extra);
@@ -291,10 +300,10 @@ struct Simulation : ::testing::Test {
                 std::string("HF_TOKEN=") + kHfToken,
                 "GCS_BUCKET=cmf-sim",
                 "GCP_PROJECT=emu-project",
-                "CMF_MODEL=synth/tiny-gemma",
-                "CMF_NAME_PREFIX=sim",
+                "CMF_MODEL=" + model,
                 "GCE_ZONE=us-central1-a",
                 "GCE_MAX_RUN=900s"};
+        if (!name_prefix.empty()) base.push_back("CMF_NAME_PREFIX=" + name_prefix);
         e.insert(e.end(), base.begin(), base.end());
         return e;
     }
@@ -470,6 +479,83 @@ TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
     }
     for (const auto& [where, text] : places)
         for (const auto& secret : secrets) EXPECT_EQ(text.find(secret), std::string::npos) << "a secret in " << where;
+}
+
+// The Gemma 3n and Gemma 4 teams' runs: `cmf build+push` of google/gemma-3n-E4B-it and
+// google/gemma-4-E2B-it (synthetic checkpoints of those families behind the emulated Hub) on an
+// emulated VM into Debian's docker-registry. Names come from the model (no CMF_NAME_PREFIX);
+// the pushed manifests carry the family's Ollama template, params and renderer (arch/ specs),
+// and Gemma 4's vision tower travels as a projector layer.
+TEST_F(Simulation, BuildPlusPushGemma3nAndGemma4CarryTheirFamilysOllamaSetup) {
+    const std::string bin = cmf::test::docker_registry_binary();
+    if (bin.empty()) GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
+    struct Family {
+        const char* repo;
+        const char* synth;
+        const char* family;
+        const char* prefix;
+        bool projector;
+    };
+    for (const Family f : {Family{"google/gemma-3n-E4B-it", "gemma3n-tiny", "gemma3n", "gemma-3n-e4b", false},
+                           Family{"google/gemma-4-E2B-it", "gemma4-tiny", "gemma4", "gemma-4-e2b", true}}) {
+        SCOPED_TRACE(f.repo);
+        cmf::test::DockerRegistry reg(bin, dir->path() / ("registry-" + std::to_string(std::rand())));
+        reg.start();
+        ASSERT_TRUE(reg.ready()) << reg.log();
+        const std::string upstream = "http://127.0.0.1:" + std::to_string(reg.port());
+        model = f.repo;
+        name_prefix = "";
+        src_override = dir->path() / f.synth;
+        start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", "${EMU_HTTPS_BASE}"}}}}, true,
+              {{"proxy", json::array({{{"prefix", "/v2/"}, {"upstream", upstream}, {"ollama_auth", true}}})}});
+        const fs::path key = work / "home" / ".ollama" / "id_ed25519";
+        fs::create_directories(key.parent_path());
+        ASSERT_EQ(cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string())).exit_code, 0);
+        extra_env = {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string()};
+        Child c = cmf_run({"build+push", "q4,q8", "--poll", "0.3"}, "build.log");
+        const int rc = c.wait(std::chrono::seconds(600));
+        ASSERT_EQ(rc, 0) << c.output();
+        const arch::ArchSpec* spec = arch::find_spec_by_gguf(f.family);
+        ASSERT_TRUE(spec);
+        auto http = net::make_http_client();
+        auto get = [&](const std::string& path) {
+            net::Request rq;
+            rq.url = net::Url::parse(upstream + path);
+            rq.headers.set("Accept", "application/vnd.docker.distribution.manifest.v2+json");
+            return http->send(rq);
+        };
+        for (const char* v : {"q4", "q8"}) {
+            const std::string name = std::string(f.prefix) + "-" + v;
+            SCOPED_TRACE(name);
+            auto m = get("/v2/simns/" + name + "/manifests/latest");
+            ASSERT_EQ(m.status, 200) << "not pushed under the derived name; orchestrator output:\n" << c.output();
+            const json man = json::parse(m.body);
+            std::map<std::string, std::string> blobs;  // media type -> first blob of that type
+            for (const auto& l : man["layers"]) {
+                const std::string mt = l["mediaType"].get<std::string>();
+                if (blobs.count(mt) || mt == ollama::kMediaModel || mt == ollama::kMediaProjector || mt == ollama::kMediaLicense) {
+                    blobs.emplace(mt, "");
+                    continue;
+                }
+                auto b = get("/v2/simns/" + name + "/blobs/" + l["digest"].get<std::string>());
+                ASSERT_EQ(b.status, 200) << mt;
+                blobs[mt] = b.body;
+            }
+            EXPECT_TRUE(blobs.count(ollama::kMediaModel));
+            EXPECT_EQ(blobs.count(ollama::kMediaProjector), f.projector ? 1u : 0u);
+            if (spec->ollama.template_text.empty()) EXPECT_EQ(blobs.count(ollama::kMediaTemplate), 0u);
+            else EXPECT_EQ(blobs[ollama::kMediaTemplate], std::string(spec->ollama.template_text));
+            EXPECT_EQ(json::parse(blobs[ollama::kMediaParams]), spec->ollama.params);
+            auto cb = get("/v2/simns/" + name + "/blobs/" + man["config"]["digest"].get<std::string>());
+            ASSERT_EQ(cb.status, 200);
+            const json cfg = json::parse(cb.body);
+            EXPECT_EQ(cfg["model_family"], f.family);
+            EXPECT_EQ(cfg.value("renderer", ""), std::string(spec->ollama.renderer));
+            EXPECT_EQ(cfg.value("parser", ""), std::string(spec->ollama.parser));
+        }
+        EXPECT_EQ(compute_stats()["live"], 0);
+        emu.reset();
+    }
 }
 
 TEST_F(Simulation, WorkerFailureShowsTheErrorAndLogTailAndNoSecret) {

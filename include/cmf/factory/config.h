@@ -197,6 +197,18 @@ inline FactoryConfig resolve_config(const std::map<std::string, std::string>& fl
     checked("CMF_MODEL", [](const std::string& s) {
         if (!is_hf_repo_id(s)) fail(ErrorKind::usage, "CMF_MODEL '" + s + "' is not a Hugging Face repo id (ORG/NAME)");
     });
+    // Another model than the default one, and no prefix given: name its variants after the
+    // repository, lower-cased, without the instruction-tuning suffix:
+    // google/gemma-3n-E4B-it -> gemma-3n-e4b-q4, google/gemma-4-E2B-it -> gemma-4-e2b-q8.
+    if (cfg.values_["CMF_NAME_PREFIX"].source == ConfigSource::default_value && cfg.values_["CMF_MODEL"].source != ConfigSource::default_value &&
+        cfg.values_["CMF_MODEL"].source != ConfigSource::unset) {
+        const std::string repo = cfg.values_["CMF_MODEL"].value;
+        std::string prefix = repo.substr(repo.find('/') + 1);
+        for (auto& c : prefix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (const char* suffix : {"-it", "-pt"})
+            if (prefix.size() > 3 && prefix.compare(prefix.size() - 3, 3, suffix) == 0) prefix.resize(prefix.size() - 3);
+        if (is_model_name(prefix)) cfg.values_["CMF_NAME_PREFIX"] = {prefix, ConfigSource::default_value, "derived from CMF_MODEL"};
+    }
     checked("CMF_NAME_PREFIX", [](const std::string& s) {
         if (!is_model_name(s)) fail(ErrorKind::usage, "CMF_NAME_PREFIX '" + s + "': use lower-case letters, digits, '-', '_', '.'");
     });

@@ -336,7 +336,12 @@ private:
             if (pending.empty()) return;
             ConvertRequest req = request(src.dir, out_dir, pending);
             ConversionPlan plan0 = plan_conversion(req);
-            req.mmproj = job_.mmproj && plan0.config.has_vision();
+            // the vision tower goes along when the family converts one and the checkpoint has it
+            const bool tower = std::any_of(plan0.tensors.begin(), plan0.tensors.end(),
+                                           [](const PlannedTensor& t) { return t.part == PartKind::mmproj; });
+            req.mmproj = job_.mmproj && tower;
+            if (job_.mmproj && plan0.config.has_vision() && !plan0.spec->mmproj)
+                log("text model only: " + std::string(plan0.spec->mmproj_refusal), pending);
             ConversionPlan plan = req.mmproj ? plan_conversion(req) : std::move(plan0);
             // The Ollama export's model file: Ollama's single-file layout (text + vision tower)
             // written in the same pass, one per variant, after the llama.cpp files.
@@ -481,7 +486,7 @@ private:
             files.push_back({{"object", obj}, {"name", fname}, {"size", size}, {"sha256", sha}, {"label", pf.label}});
             fs::path q = local;
             q.replace_extension(".quality.json");
-            bucket_.put(model_object(job_.prefix, v.model_name, q.filename().string()), quality_report_json(pf, res.errors[i]).dump(1) + "\n");
+            bucket_.put(model_object(job_.prefix, v.model_name, q.filename().string()), quality_report_json(plan, pf, res.errors[i]).dump(1) + "\n");
         }
         nlohmann::json exp;
         if (opts_.ollama_export) {
