@@ -40,3 +40,19 @@ set_tests_properties(llama_q4_k_m_greedy PROPERTIES
   SKIP_RETURN_CODE 77
   TIMEOUT 600
   LABELS "llama;golden")
+
+#   llama_next_greedy       Gemma 3n / Gemma 4 text GGUFs: llama-simple's greedy text (golden-next/smoke)
+add_test(NAME llama_next_greedy
+         COMMAND bash ${CMF_LLAMA_TEST_DIR}/check_next.sh $<TARGET_FILE:cmf>)
+set_tests_properties(llama_next_greedy PROPERTIES
+  SKIP_RETURN_CODE 77
+  TIMEOUT 900
+  LABELS "llama;golden")
+
+#   llama_mtmd_gemma4       Gemma 4 text + vision mmproj + test image through llama-mtmd-cli (rig)
+add_test(NAME llama_mtmd_gemma4
+         COMMAND bash ${CMF_LLAMA_TEST_DIR}/check_mtmd.sh $<TARGET_FILE:cmf>)
+set_tests_properties(llama_mtmd_gemma4 PROPERTIES
+  SKIP_RETURN_CODE 77
+  TIMEOUT 600
+  LABELS "llama;golden")
