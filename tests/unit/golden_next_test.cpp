@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cmf/format/gguf.h"
@@ -154,6 +155,23 @@ TEST_F(GoldenNext, Gemma4MmprojEveryType) {
         std::string low = t;
         for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         expect_same("mm/mmproj-tiny-gemma4-" + std::string(t) + ".gguf", "mmproj-tiny-gemma4-" + low);
+    }
+}
+
+// The quality report of every variant of the one pass: one row per tensor of its GGUF; the
+// lossless BF16 file has no error at all (rope_freqs and the padded rows included), Q4_K_M some.
+TEST_F(GoldenNext, QualityReportsOfTheOnePass) {
+    for (const char* m : {"tiny-gemma3n", "tiny-gemma4"}) {
+        SCOPED_TRACE(m);
+        for (const char* t : {"F16", "BF16", "Q8_0", "Q4_K_M", "Q8_0-convert"}) {
+            const std::string stem = std::string(m) + "-" + t;
+            const auto q = nlohmann::json::parse(read_file(out(stem + ".quality.json")));
+            EXPECT_EQ(q["tensors"].size(), read_gguf(out(stem + ".gguf")).tensors.size()) << t;
+            const double rel = q["overall"]["relative_rms"].get<double>();
+            if (std::string(t) == "BF16") EXPECT_EQ(rel, 0.0);
+            else EXPECT_GT(rel, 0.0) << t;
+            if (std::string(t) == "Q4_K_M") EXPECT_LT(rel, 0.1);
+        }
     }
 }
 

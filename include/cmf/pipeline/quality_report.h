@@ -19,17 +19,19 @@
 namespace cmf {
 
 struct QualitySummary {
-    double overall_relative_rms = 0;  // over all elements of all tensors
+    double overall_relative_rms = 0;  // over all elements of the checkpoint's tensors
     double max_abs = 0;
     std::vector<std::pair<std::string, double>> worst;  // up to five, by relative RMS
 };
 
-inline QualitySummary summarize_quality(const PlannedFile& f, const std::vector<ErrorStat>& errs) {
+// Tensors generated from the config (Gemma 4's rope_freqs, with its 1e30 entries) are written
+// exactly and would swamp the overall figure's denominator: they count only in their own row.
+inline QualitySummary summarize_quality(const ConversionPlan& plan, const PlannedFile& f, const std::vector<ErrorStat>& errs) {
     QualitySummary q;
     ErrorStat all;
     std::vector<std::pair<std::string, double>> rel;
     for (size_t k = 0; k < errs.size(); ++k) {
-        all.merge(errs[k]);
+        if (!plan.tensors[f.tensor_of[k]].generated) all.merge(errs[k]);
         rel.emplace_back(f.layout.tensors[k].name, errs[k].relative_rms());
     }
     q.overall_relative_rms = all.relative_rms();
@@ -39,11 +41,11 @@ inline QualitySummary summarize_quality(const PlannedFile& f, const std::vector<
     return q;
 }
 
-inline nlohmann::json quality_report_json(const PlannedFile& f, const std::vector<ErrorStat>& errs) {
+inline nlohmann::json quality_report_json(const ConversionPlan& plan, const PlannedFile& f, const std::vector<ErrorStat>& errs) {
     nlohmann::json j;
     j["file"] = f.path.filename().string();
     j["variant"] = f.label;
-    const QualitySummary q = summarize_quality(f, errs);
+    const QualitySummary q = summarize_quality(plan, f, errs);
     j["overall"] = {{"relative_rms", q.overall_relative_rms}, {"max_abs_error", q.max_abs}};
     j["tensors"] = nlohmann::json::array();
     for (size_t k = 0; k < errs.size(); ++k) {
