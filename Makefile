@@ -53,6 +53,7 @@ bench: deps-bench build
 	bash tests/llama/setup.sh >/dev/null   # libggml-base.so: the reference quantizers
 	$(BUILD)/quant_throughput --benchmark_min_time=0.5
 	bash bench/e2e.sh --cmf $(BUILD)/cmf
+	bash bench/e2e_families.sh --cmf $(BUILD)/cmf
 	sh bench/download.sh $(BUILD)
 
 clean:

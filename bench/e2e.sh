@@ -14,6 +14,7 @@
 #   --threads N    passed to cmf quantize (default: cmf's default, all cores)
 # Outputs go to SCRATCH/e2e-out and are deleted after each run.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${CMF_SHARED_DIR:-$ROOT/../shared}"
@@ -50,14 +51,6 @@ STAMP="$SCRATCH/medgemma-text.stamp"
 SYNTH_ARGS=(--preset medgemma-text --layers 3 --shards 2)
 WANT_STAMP="$("$CMF" --version) synth ${SYNTH_ARGS[*]}"
 
-# /usr/bin/time -v output -> "wall_seconds peak_rss_kib"
-time_fields() {
-    awk -F': ' '
-        /Elapsed \(wall clock\) time/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; wall = s }
-        /Maximum resident set size/ { rss = $2 }
-        END { printf "%.2f %d\n", wall, rss }' "$1"
-}
-mib() { awk -v k="$1" 'BEGIN { printf "%.0f MiB", k / 1024 }'; }
 
 if [ -f "$CKPT/model.safetensors.index.json" ] && [ -f "$CKPT/model-00001-of-00002.safetensors" ] &&
    [ -f "$CKPT/model-00002-of-00002.safetensors" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT_STAMP" ]; then

@@ -15,6 +15,7 @@
 #   --keep         keep the GGUF outputs (default: deleted after the checks)
 # Exit status: 0 when peak RSS is under the target (512 MiB) and the tensor table matches.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${CMF_SHARED_DIR:-$ROOT/../shared}"
@@ -55,13 +56,6 @@ STAMP="$SCRATCH/medgemma-text.stamp"
 SYNTH_ARGS=(--preset medgemma-text --layers 3 --shards 2)
 WANT_STAMP="$("$CMF" --version) synth ${SYNTH_ARGS[*]}"
 
-# /usr/bin/time -v output -> "wall_seconds peak_rss_kib"
-time_fields() {
-    awk -F': ' '
-        /Elapsed \(wall clock\) time/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; wall = s }
-        /Maximum resident set size/ { rss = $2 }
-        END { printf "%.2f %d\n", wall, rss }' "$1"
-}
 
 if [ -f "$CKPT/model.safetensors.index.json" ] && [ -f "$CKPT/model-00001-of-00002.safetensors" ] &&
    [ -f "$CKPT/model-00002-of-00002.safetensors" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT_STAMP" ]; then
