@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include "cmf/synth/checkpoint.h"
+#include "cmf/arch/synth_checkpoint.h"
 #include "orchestrate/args.h"
 #include "orchestrate/commands.h"
 

@@ -1,7 +1,7 @@
 // Bad checkpoints and bad output locations: `cmf quantize` must fail with a non-zero exit code,
 // exactly one line of output that names the problem, and no file left in the output directory
 // (no partial GGUF, no temporary). Each case starts from a valid synthetic checkpoint
-// (cmf/synth/checkpoint.h) and breaks one thing.
+// (cmf/arch/synth_checkpoint.h) and breaks one thing.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,7 +11,7 @@
 #include <string>
 
 #include "cmf/format/safetensors.h"
-#include "cmf/synth/checkpoint.h"
+#include "cmf/arch/synth_checkpoint.h"
 #include "test_support.h"
 
 namespace cmf::test {

@@ -14,7 +14,7 @@
 
 #include "cmf/arch/synth_presets.h"
 #include "cmf/format/safetensors.h"
-#include "cmf/synth/checkpoint.h"
+#include "cmf/arch/synth_checkpoint.h"
 #include "test_support.h"
 
 namespace cmf::test {

@@ -13,7 +13,7 @@
 #include "cmf/format/sentencepiece.h"
 #include "cmf/quant/half.h"
 #include "cmf/arch/gemma3_synth.h"
-#include "cmf/synth/checkpoint.h"
+#include "cmf/arch/synth_checkpoint.h"
 #include "test_support.h"
 
 namespace cmf::test {

@@ -210,7 +210,7 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
 
     // tokenizer first: it is cheap, and a missing tokenizer should fail before any heavy work
     GgufKvList vocab_kv;
-    const VocabCounts vocab = add_tokenizer_kvs(vocab_kv, spec->tokenizer, req.src, cfg.text);
+    const VocabCounts vocab = add_tokenizer_kvs(vocab_kv, spec->tokenizer.load(req.src, cfg.text));
 
     plan.checkpoint = open_safetensors_checkpoint(req.src);
     std::map<PartKind, uint64_t> params;

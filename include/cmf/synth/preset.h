@@ -1,6 +1,6 @@
 // One synthetic-checkpoint preset: a name, a line of help, and the family generator behind it.
 // The rows live with their families (include/cmf/arch/<family>_synth.h) and are listed in
-// include/cmf/arch/synth_presets.h; synth/checkpoint.h and `cmf synth` only run them.
+// include/cmf/arch/synth_presets.h; arch/synth_checkpoint.h and `cmf synth` only run them.
 #pragma once
 
 #include <filesystem>

@@ -1,5 +1,4 @@
-// Tokenizer KVs of a GGUF, built by the family's tokenizer route (arch/spec.h TokenizerSpec):
-// tokenizer/vocab.h's ordered list, as GGUF values.
+// Tokenizer KVs of a GGUF: tokenizer/vocab.h's ordered list, as GGUF values.
 #pragma once
 
 #include <filesystem>
@@ -7,7 +6,6 @@
 #include <type_traits>
 #include <variant>
 
-#include "cmf/arch/spec.h"
 #include "cmf/format/gguf.h"
 #include "cmf/tokenizer/vocab.h"
 
@@ -35,10 +33,9 @@ struct VocabCounts {
     uint64_t tokenizer_json_rows = 0;  // len(model.vocab) + len(added_tokens) of tokenizer.json (0: not read)
 };
 
-// Appends the tokenizer.* KVs in the converter's order, built by the family's route.
-inline VocabCounts add_tokenizer_kvs(GgufKvList& kv, const arch::TokenizerSpec& route, const std::filesystem::path& dir,
-                                     const nlohmann::json& text_hparams) {
-    const tokenizer::GgufVocab v = route.load(dir, text_hparams);
+// Appends a vocabulary's tokenizer.* KVs in the converter's order (the family's route built it:
+// arch/spec.h TokenizerSpec::load).
+inline VocabCounts add_tokenizer_kvs(GgufKvList& kv, const tokenizer::GgufVocab& v) {
     for (const auto& e : tokenizer::gguf_vocab_kvs(v)) kv.set(e.key, to_gguf_value(e.value));
     return {v.tokens.size(), v.tokenizer_json_rows};
 }

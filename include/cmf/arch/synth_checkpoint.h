@@ -1,7 +1,8 @@
 // Synthetic checkpoints in Hugging Face layout, for tests, fuzz seeds and benchmarks: runs the
-// preset rows of include/cmf/arch/synth_presets.h.
+// preset rows of arch/synth_presets.h (here, beside the rows, so synth/ never reaches up into
+// arch/).
 //
-// The machinery is family-independent and lives beside this file: deterministic values
+// The machinery is family-independent and lives in include/cmf/synth/: deterministic values
 // (values.h), the tensor list (model.h), safetensors writing and sharding (weights.h), the
 // made-up SentencePiece/BPE tokenizer (tokenizer.h) and JSON writing (json_files.h). What a
 // family's checkpoint holds - its tensors, config.json, generation_config.json, tokenizer files,
