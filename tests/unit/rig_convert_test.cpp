@@ -39,6 +39,8 @@ const Shape kShapes[] = {
     {"g4_f32_q8", "--preset gemma4-tiny --layers 6 --kv-shared 2 --ffn 384 --dtype f32", "q8_0", "Q8_0-convert", true},
 };
 
+void PrintTo(const Shape& s, std::ostream* os) { *os << s.name; }
+
 class RigConvert : public ::testing::TestWithParam<Shape> {
 protected:
     void SetUp() override {

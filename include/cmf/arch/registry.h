@@ -46,11 +46,4 @@ inline std::string registered_architectures() {
     return out;
 }
 
-// "Gemma 3, Gemma 3n, Gemma 4"
-inline std::string registered_families() {
-    std::string out;
-    for (const auto& s : all_specs()) out += (out.empty() ? "" : ", ") + std::string(s.display);
-    return out;
-}
-
 }  // namespace cmf::arch

@@ -124,8 +124,6 @@ inline std::optional<Variant> parse_variant(std::string s) {
     return std::nullopt;
 }
 
-inline bool is_supported_architecture(const std::string& a) { return arch::find_spec(a) != nullptr; }
-
 // The importance values llama_model_quantize (llama-quant.cpp) hands to ggml_quantize_chunk for
 // each tensor: looked up by name only when the tensor changes type; the entry must hold
 // ne[0]*ne[2] values, else it is an error, except for token_embd / per_layer_token_embd, which are
