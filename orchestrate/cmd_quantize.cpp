@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cmf/core/temp_file.h"
+#include "cmf/pipeline/adapter_gguf.h"
 #include "cmf/pipeline/convert.h"
 #include "cmf/pipeline/ollama_layout.h"
 #include "cmf/pipeline/quality_report.h"
@@ -15,7 +16,8 @@
 
 namespace cmf::cli {
 
-static const char* kQuantizeHelp = R"(usage: cmf quantize SRC_DIR --quant TYPES [--out DIR] [options]
+static const char* kQuantizeHelp = R"(usage: cmf quantize SRC_DIR --quant TYPES [--out DIR] [--lora ADAPTER[:SCALE]]... [options]
+       cmf quantize ADAPTER_DIR --base BASE_DIR --quant f32|f16|bf16|q8_0 [--out DIR]
 
 Converts a Hugging Face safetensors checkpoint (config.json architectures[0] one of
 @ARCHS@) into one GGUF file per requested type,
@@ -40,6 +42,15 @@ byte-for-byte what llama.cpp's convert_hf_to_gguf.py and llama-quantize write.
   --out DIR             output directory, created if missing (default: .)
   --name NAME           file base name (default: the checkpoint directory name);
                         files are NAME-<TYPE>.gguf, mmproj-NAME-<TYPE>.gguf
+  --lora DIR[:SCALE]    merge a PEFT LoRA adapter (adapter_config.json +
+                        adapter_model.safetensors) into the weights as they stream, the
+                        arithmetic of PEFT merge_and_unload(); SCALE multiplies PEFT's
+                        alpha/r (alpha/sqrt(r) for rsLoRA); repeatable, applied in order
+  --base DIR            SRC_DIR is a LoRA adapter: write llama.cpp's GGUF adapter for the
+                        base checkpoint DIR (only its config.json is read), one file per
+                        type (f32, f16, bf16, q8_0), named as convert_lora_to_gguf.py names
+                        it (NAME-<TYPE>-LoRA.gguf); rsLoRA adapters get the alpha that makes
+                        llama.cpp run them at PEFT's scale
   --mmproj              also write the vision tower + projector as llama.cpp's mmproj file
   --mmproj-type TYPE    f16 (default), bf16, q8_0 or f32
   --layout L            llama.cpp (default: text GGUF, + mmproj with --mmproj) or ollama:
@@ -145,7 +156,7 @@ static TypeOverrides parse_overrides(const Args& a) {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
     Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads", "tensor-type", "keep-layers", "token-embedding-type",
-                               "output-tensor-type", "imatrix", "layout"},
+                               "output-tensor-type", "imatrix", "layout", "lora", "base"},
                         {"mmproj", "dry-run", "quiet", "help"}, "quantize");
     if (a.has("help")) {
         std::string help = kQuantizeHelp;
@@ -154,6 +165,13 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         return 0;
     }
     if (a.positional.size() != 1) fail(ErrorKind::usage, "quantize: expected one SRC_DIR (see cmf quantize --help)");
+    const bool adapter_mode = a.has("base");
+    if (!adapter_mode && fs::is_regular_file(fs::path(a.positional[0]) / "adapter_config.json"))
+        fail(ErrorKind::usage, "quantize: " + a.positional[0] + " is a LoRA adapter: add --base BASE_DIR to write it as a GGUF adapter, "
+             "or merge it with cmf quantize BASE_DIR --lora " + a.positional[0]);
+    if (adapter_mode)
+        for (const char* o : {"lora", "mmproj", "mmproj-type", "layout", "tensor-type", "keep-layers", "token-embedding-type", "output-tensor-type", "imatrix"})
+            if (a.has(o)) fail(ErrorKind::usage, std::string("quantize: --") + o + " does not apply to a LoRA adapter (--base)");
     ConvertRequest req;
     req.src = a.positional[0];
     req.out_dir = a.get("out").value_or(".");
@@ -164,7 +182,14 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     if (layout != "llama.cpp" && layout != "ollama") fail(ErrorKind::usage, "quantize: --layout must be llama.cpp or ollama");
     const bool ollama_layout = layout == "ollama";
     if (ollama_layout && req.mmproj) fail(ErrorKind::usage, "quantize: --layout ollama puts the vision tower in the model file; drop --mmproj");
+    std::vector<ConvertType> adapter_types;
     for (const auto& t : split_list(a.get("quant").value_or("f16"))) {
+        if (adapter_mode) {
+            auto ot = parse_out_type(t);
+            if (!ot) fail(ErrorKind::usage, "quantize: a LoRA adapter is written as f32, f16, bf16 or q8_0, not '" + t + "'");
+            if (std::find(adapter_types.begin(), adapter_types.end(), *ot) == adapter_types.end()) adapter_types.push_back(*ot);
+            continue;
+        }
         auto v = parse_variant(variant_alias(t));
         if (!v) fail(ErrorKind::usage, "quantize: unknown type '" + t + "' (supported: " + supported_types() + ")");
         bool dup = false;
@@ -173,7 +198,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     }
     req.overrides = parse_overrides(a);
     if (auto im = a.get("imatrix")) req.imatrix = std::make_shared<const ImatrixData>(load_imatrix(*im));
-    if (req.types.empty()) fail(ErrorKind::usage, "quantize: --quant lists no type");
+    if (req.types.empty() && adapter_types.empty()) fail(ErrorKind::usage, "quantize: --quant lists no type");
+    for (const auto& l : a.all("lora")) req.loras.push_back(parse_lora_ref(l));
     if (auto mt = a.get("mmproj-type")) {
         auto ot = parse_out_type(*mt);
         if (!ot) fail(ErrorKind::usage, "quantize: unknown --mmproj-type '" + *mt + "'");
@@ -191,7 +217,22 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     if (!req.name.empty() && req.name.find('/') != std::string::npos) fail(ErrorKind::usage, "quantize: --name must not contain '/'");
 
     const auto t0 = std::chrono::steady_clock::now();
-    ConversionPlan plan = plan_conversion(req);
+    ConversionPlan plan;
+    if (adapter_mode) {
+        AdapterRequest ar;
+        ar.adapter = req.src;
+        ar.base = *a.get("base");
+        ar.out_dir = req.out_dir;
+        ar.types = adapter_types;
+        ar.name = req.name;
+        plan = plan_adapter_conversion(ar);
+    } else {
+        plan = plan_conversion(req);
+    }
+    for (const auto& ad : plan.adapters)
+        if (!adapter_mode)
+            std::fprintf(stderr, "cmf: merging %s (r %u, alpha %g%s, %zu targets)\n", ad->label().c_str(), ad->r, ad->alpha,
+                         ad->rslora ? ", rsLoRA" : "", ad->pairs.size());
     if (ollama_layout) apply_ollama_layout(plan);
     if (a.has("dry-run")) {
         for (const auto& f : plan.files) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cmf/arch/lora_synth.h"
 #include "cmf/arch/synth_checkpoint.h"
 #include "orchestrate/args.h"
 #include "orchestrate/commands.h"
@@ -13,6 +14,8 @@ namespace cmf::cli {
 
 static const char* kSynthUsage = R"(usage: cmf synth OUT_DIR [--preset NAME] [--layers N] [--seed N] [--shards N] [--v5]
                   [--dtype bf16|f16|f32] [--kv-shared N] [--ffn N]
+       cmf synth OUT_DIR --adapter-for BASE_DIR [--r N] [--alpha X] [--rslora]
+                  [--targets q_proj,v_proj,...] [--keys base|v5|old] [--vision] [--dtype f32|bf16|f16]
 
 Writes a synthetic checkpoint in Hugging Face layout: safetensors (BF16 by default) with
 deterministic pseudo-random weights, config.json, generation_config.json and a made-up tokenizer
@@ -40,6 +43,15 @@ static const char* kSynthOptions = R"(  --layers N        number of text layers 
                     model.language_model.* / model.vision_tower.* names, rope_parameters and
                     layer_types in config.json; the other presets are always in that layout
 
+Adapters (--adapter-for BASE_DIR): a PEFT LoRA adapter for that checkpoint, as PEFT's
+save_pretrained writes it, with values on a grid that makes B @ A exact in float32:
+  --r N             rank (default 8)        --alpha X    lora_alpha (default 8)
+  --rslora          use_rslora: true        --dtype      adapter dtype (default f32)
+  --targets LIST    module names (default: all seven attention and MLP projections)
+  --keys LAYOUT     base (the checkpoint's names, default), v5 (model.language_model.*) or
+                    old (language_model.model.*): Gemma 3 multimodal's two key layouts
+  --vision          also target the vision tower's projections
+
 Example:
   cmf synth ./tiny-mm --preset tiny-mm && cmf quantize ./tiny-mm --quant f16 --mmproj
 )";
@@ -63,12 +75,37 @@ static uint64_t parse_number(const std::string& opt, const std::string& s, uint6
 }
 
 int cmd_synth(const std::vector<std::string>& argv) {
-    Args a = parse_args(argv, {"preset", "layers", "seed", "shards", "dtype", "kv-shared", "ffn"}, {"v5", "help"}, "synth");
+    Args a = parse_args(argv, {"preset", "layers", "seed", "shards", "dtype", "kv-shared", "ffn", "adapter-for", "r", "alpha", "targets", "keys"},
+                        {"v5", "help", "rslora", "vision"}, "synth");
     if (a.has("help")) {
         print_help();
         return 0;
     }
     if (a.positional.size() != 1) fail(ErrorKind::usage, "synth: expected one OUT_DIR (see cmf synth --help)");
+    if (auto base = a.get("adapter-for")) {
+        arch::LoraSynthSpec ls;
+        ls.base = *base;
+        if (auto v = a.get("r")) ls.r = static_cast<uint32_t>(parse_number("r", *v, 4096));
+        if (auto v = a.get("alpha")) {
+            char* end = nullptr;
+            ls.alpha = std::strtod(v->c_str(), &end);
+            if (v->empty() || *end || !(ls.alpha > 0)) fail(ErrorKind::usage, "synth: --alpha must be a positive number");
+        }
+        ls.rslora = a.has("rslora");
+        if (auto v = a.get("targets")) ls.targets = split_list(*v);
+        if (auto v = a.get("keys")) ls.keys = *v;
+        ls.vision = a.has("vision");
+        if (auto v = a.get("seed")) ls.seed = parse_number("seed", *v, UINT64_MAX);
+        if (auto v = a.get("dtype")) {
+            const auto d = synth::parse_synth_dtype(*v);
+            if (!d) fail(ErrorKind::usage, "synth: --dtype must be bf16, f16 or f32, got '" + *v + "'");
+            ls.dtype = *d;
+        } 
+        const size_t n = arch::write_synthetic_adapter(a.positional[0], ls);
+        std::printf("%s: LoRA adapter for %s, r %u, alpha %g%s, %zu targets, %s\n", a.positional[0].c_str(), base->c_str(), ls.r, ls.alpha,
+                    ls.rslora ? " (rsLoRA)" : "", n, st_dtype_info(ls.dtype).name);
+        return 0;
+    }
     synth::SynthSpec spec;
     spec.preset = a.get("preset").value_or("tiny");
     if (auto v = a.get("layers")) {

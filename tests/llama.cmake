@@ -56,3 +56,12 @@ set_tests_properties(llama_mtmd_gemma4 PROPERTIES
   SKIP_RETURN_CODE 77
   TIMEOUT 600
   LABELS "llama;golden")
+
+#   llama_lora              cmf's GGUF LoRA adapters in llama.cpp: golden logits and seeded completions,
+#                           rsLoRA at PEFT's scale, every family's adapter == its merge (tolerance)
+add_test(NAME llama_lora
+         COMMAND bash ${CMF_LLAMA_TEST_DIR}/check_lora.sh $<TARGET_FILE:cmf>)
+set_tests_properties(llama_lora PROPERTIES
+  SKIP_RETURN_CODE 77
+  TIMEOUT 900
+  LABELS "llama;golden")

@@ -18,7 +18,7 @@
 
 import path from "node:path";
 import {
-    DEFAULT_PROMPT, DEFAULTS, bitEqual, evaluateModel, tokenizeWith, intOpt, maxAbsDiff, parseArgs, writeStdout, readPromptFile, unescapePrompt,
+    DEFAULT_PROMPT, DEFAULTS, bitEqual, parseLora, evaluateModel, tokenizeWith, intOpt, maxAbsDiff, parseArgs, writeStdout, readPromptFile, unescapePrompt,
 } from "./lib.mjs";
 
 function ulpDiff(a, b) {
@@ -32,7 +32,7 @@ function ulpDiff(a, b) {
 async function main() {
     const o = parseArgs(process.argv.slice(2), { flags: ["json", "flash-attn", "verbose", "help", "allow-greedy-diff"], aliases: { n: "n-eval", p: "prompt" } });
     if (o.help || o._.length !== 2) {
-        await writeStdout("usage: node compare.mjs REF.gguf TEST.gguf [--tolerance T] [--n-eval 4] [--prompt P] [--json]\n");
+        await writeStdout("usage: node compare.mjs REF.gguf TEST.gguf [--tolerance T] [--n-eval 4] [--prompt P] [--ref-lora A.gguf[:S]] [--test-lora A.gguf[:S]] [--json]\n");
         return o.help ? 0 : 2;
     }
     const [refPath, testPath] = o._.map((p) => path.resolve(p));
@@ -48,8 +48,11 @@ async function main() {
         nEval: intOpt(o["n-eval"], DEFAULTS.nEval),
     };
 
-    const ref = await evaluateModel(refPath, { prompt, ...settings, verbose: !!o.verbose });
-    const test = await evaluateModel(testPath, { prompt, ...settings, forceTokens: ref.steps.map((s) => s.greedy), verbose: !!o.verbose });
+    // --ref-lora / --test-lora: a GGUF LoRA adapter loaded into that model's context
+    const refLora = o["ref-lora"] ? [parseLora(o["ref-lora"])] : [];
+    const testLora = o["test-lora"] ? [parseLora(o["test-lora"])] : [];
+    const ref = await evaluateModel(refPath, { prompt, ...settings, lora: refLora, verbose: !!o.verbose });
+    const test = await evaluateModel(testPath, { prompt, ...settings, lora: testLora, forceTokens: ref.steps.map((s) => s.greedy), verbose: !!o.verbose });
 
     const sameIds = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
     const tokensEqual = sameIds(ref.tokens, test.tokens);

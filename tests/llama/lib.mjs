@@ -122,7 +122,7 @@ const GENERATE = { generateNext: { token: true, logits: true, options: { tempera
 export async function evaluateModel(modelPath, {
     prompt = DEFAULT_PROMPT, nEval = DEFAULTS.nEval, threads = DEFAULTS.threads,
     contextSize = DEFAULTS.contextSize, batchSize = DEFAULTS.batchSize,
-    flashAttention = DEFAULTS.flashAttention, forceTokens = null, verbose = false,
+    flashAttention = DEFAULTS.flashAttention, forceTokens = null, verbose = false, lora = [],
 } = {}) {
     const llama = await getLlama({ threads, verbose });
     const model = await llama.loadModel({
@@ -141,6 +141,8 @@ export async function evaluateModel(modelPath, {
             flashAttention,
             sequences: 1,
             failedCreationRemedy: false,
+            // GGUF LoRA adapters ({filePath, scale}) applied at run time (llama_set_adapter_lora)
+            ...(lora.length ? { lora: { adapters: lora } } : {}),
         });
         try {
             const seq = context.getSequence();
@@ -228,4 +230,12 @@ export function intOpt(v, def) {
 // process.exit(), which would otherwise cut output written to a pipe after the first 64 KiB.
 export function writeStdout(s) {
     return new Promise((resolve, reject) => process.stdout.write(s, (e) => (e ? reject(e) : resolve())));
+}
+
+// "FILE.gguf" or "FILE.gguf:SCALE" -> {filePath, scale} for evaluateModel's lora option.
+export function parseLora(spec) {
+    const c = spec.lastIndexOf(":");
+    if (c > 0 && spec.slice(c + 1) !== "" && !Number.isNaN(Number(spec.slice(c + 1))))
+        return { filePath: path.resolve(spec.slice(0, c)), scale: Number(spec.slice(c + 1)) };
+    return { filePath: path.resolve(spec), scale: 1 };
 }

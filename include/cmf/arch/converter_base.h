@@ -199,7 +199,9 @@ inline GgmlType converter_tensor_type(const PartSpec& part, const std::string& h
     const bool always_f32 = gguf_name == "position_embd.weight" || gguf_name == "v.position_embd.weight" ||
                             gguf_name == "a.position_embd.weight" || ends_with(gguf_name, ".ffn_gate_inp.weight") ||
                             ends_with(gguf_name, ".altup_correct_coef.weight") || ends_with(gguf_name, ".altup_predict_coef.weight");
-    if (always_f32 || !ends_with(gguf_name, ".weight")) return GgmlType::F32;
+    // a LoRA adapter's ".lora_a" / ".lora_b" take --outtype like weights
+    const bool weight_like = ends_with(gguf_name, ".weight") || ends_with(gguf_name, ".lora_a") || ends_with(gguf_name, ".lora_b");
+    if (always_f32 || !weight_like) return GgmlType::F32;
     GgmlType t = ggml_of(out);
     if (t == GgmlType::Q8_0 && row_len % 32 != 0) t = GgmlType::F16;
     return t;

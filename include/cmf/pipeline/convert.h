@@ -22,6 +22,7 @@
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
 #include "cmf/pipeline/execute.h"
+#include "cmf/pipeline/lora.h"
 #include "cmf/quant/imatrix.h"
 #include "cmf/quant/recipe.h"
 #include "cmf/tokenizer/gguf_vocab.h"
@@ -53,6 +54,7 @@ struct ConvertRequest {
     ConvertType mmproj_type = ConvertType::F16;
     std::string name;  // output base name; default: the checkpoint directory name
     std::shared_ptr<const ImatrixData> imatrix;  // llama-quantize --imatrix, for the recipe variants
+    std::vector<LoraRef> loras;  // --lora: adapters merged into the base weights, in order
 };
 
 struct PlannedTensor {
@@ -80,6 +82,11 @@ struct ConversionPlan {
     std::vector<PlannedTensor> tensors;
     std::vector<PlannedFile> files;
     std::shared_ptr<const ImatrixData> imatrix;  // keeps PlannedFile::imatrix_of valid
+    // --lora: the adapters, their merge terms, and the terms of each base tensor (what the
+    // segments' `lora` pointers point at)
+    std::vector<std::shared_ptr<const LoraAdapter>> adapters;
+    std::vector<std::unique_ptr<LoraTerm>> lora_terms;
+    std::map<const StTensor*, LoraTerms> lora_of;
 };
 
 inline const char* out_type_name(ConvertType t) { return arch::convert_type_name(t); }
@@ -153,36 +160,40 @@ inline std::vector<const float*> imatrix_for_tensors(const ImatrixData& im, cons
 
 namespace detail {
 
-// The GGUF name of a renamed checkpoint name through a part's rows; "" when no row maps it.
-inline std::string map_part_name(const arch::PartSpec& p, const std::string& n) {
-    if (auto g = arch::map_row(n, p.globals)) return *g;
-    if (p.layer_prefix.empty() || !arch::starts_with(n, p.layer_prefix)) return "";
-    size_t i = p.layer_prefix.size(), j = i;
-    while (j < n.size() && n[j] >= '0' && n[j] <= '9') ++j;
-    if (j == i || j >= n.size() || n[j] != '.' || j - i > 6) return "";
-    if (auto g = arch::map_row(std::string_view(n).substr(j + 1), p.layer_rows))
-        return std::string(p.out_layer_prefix) + n.substr(i, j - i) + "." + *g;
-    return "";
-}
-
-// The stack row a renamed name is a member of, and its index: "<stem>.<i>.weight".
-inline const arch::StackRow* stack_member(const arch::PartSpec& p, const std::string& n, int* index) {
-    for (const auto& s : p.stacks) {
-        if (!arch::starts_with(n, s.stem) || n.size() <= s.stem.size() + 1 || n[s.stem.size()] != '.') continue;
-        const std::string rest = n.substr(s.stem.size() + 1);
-        const size_t dot = rest.find('.');
-        if (dot == std::string::npos || rest.substr(dot) != ".weight" || dot == 0 || dot > 3) continue;
-        if (!std::all_of(rest.begin(), rest.begin() + dot, [](char c) { return c >= '0' && c <= '9'; })) continue;
-        *index = std::stoi(rest.substr(0, dot));
-        if (*index >= s.count) fail_input("checkpoint tensor '" + n + "': more than " + std::to_string(s.count) + " stacked members");
-        return &s;
-    }
-    return nullptr;
-}
-
 inline bool same_shape(const StTensor& a, const StTensor& b) { return a.shape == b.shape && a.dtype == b.dtype; }
 
 }  // namespace detail
+
+// Merges one adapter (--lora) into the planned base tensors: each target gets a term on its
+// checkpoint rows, applied after the terms of earlier adapters.
+inline void attach_lora(ConversionPlan& plan, const LoraRef& ref) {
+    auto ad = load_lora_adapter(ref.dir);
+    map_lora_targets(*ad, *plan.spec);
+    for (const auto& p : ad->pairs) {
+        PlannedTensor* target = nullptr;
+        for (auto& t : plan.tensors)
+            if (t.part == p.part && t.gguf_name == p.gguf_name) target = &t;
+        if (!target || !target->segments[0].src)
+            fail_input(ref.dir.string() + ": adapter targets " + p.module + " (" + p.gguf_name + "), which the base checkpoint does not have");
+        const StTensor* w = target->segments[0].src;
+        if (w->shape.size() != 2 || static_cast<uint64_t>(w->shape[0]) != p.out || static_cast<uint64_t>(w->shape[1]) != p.in)
+            fail_input(ref.dir.string() + ": " + p.module + " is " + std::to_string(p.out) + "x" + std::to_string(p.in) + " in the adapter but " +
+                       w->name + " is " + (w->shape.size() == 2 ? std::to_string(w->shape[0]) + "x" + std::to_string(w->shape[1]) : "not 2-D") +
+                       " in the base: is this adapter for another model?");
+        auto term = std::make_unique<LoraTerm>();
+        term->a = p.a;
+        term->b = p.b;
+        term->rank = p.rank;
+        term->in = p.in;
+        term->out = p.out;
+        term->scale = static_cast<float>(ref.multiplier * ad->peft_scale(p.rank));
+        term->what = ad->label() + ": " + p.module;
+        plan.lora_of[w].push_back(term.get());
+        plan.lora_terms.push_back(std::move(term));
+        target->segments[0].lora = &plan.lora_of[w];
+    }
+    plan.adapters.push_back(std::move(ad));
+}
 
 inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     ConversionPlan plan;
@@ -256,7 +267,7 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         t.hf_name = st.name;
         std::string mapped_from = n;
         int member = -1;
-        if (const arch::StackRow* sr = detail::stack_member(*part, n, &member)) {
+        if (const arch::StackRow* sr = arch::stack_member(*part, n, &member)) {
             StackState& s = stacks[std::string(sr->stem)];
             s.members.resize(sr->count, nullptr);
             if (s.members[member]) fail_input("checkpoint tensor '" + st.name + "' appears twice");
@@ -282,7 +293,7 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
             }
             t.segments.push_back({&st, 0, st.shape.empty() ? 1 : st.n_elements() / t.row_len, nullptr});
         }
-        t.gguf_name = detail::map_part_name(*part, mapped_from);
+        t.gguf_name = arch::map_part_name(*part, mapped_from);
         if (t.gguf_name.empty())
             fail_input("cannot map checkpoint tensor '" + st.name + "' to a " + std::string(spec->display) +
                        (part->kind == PartKind::text ? " GGUF" : " vision") + " tensor");
@@ -336,6 +347,8 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
     if (!has_text) fail_input(req.src.string() + ": no " + std::string(spec->display) + " text tensors found");
     if (req.mmproj && !has_mmproj) fail_input(req.src.string() + ": --mmproj was given but the checkpoint has no vision tower");
     if (req.mmproj && !cfg.has_vision()) fail_input(req.src.string() + ": vision tensors present but config.json has no vision_config");
+
+    for (const auto& ref : req.loras) attach_lora(plan, ref);
 
     // sanity of shapes against the config, so a mismatched config fails with a clear line
     const int64_t hidden = json_int(arch::require(cfg.text, "hidden_size"), "hidden_size");

@@ -23,6 +23,7 @@
 #include "cmf/arch/transform.h"
 #include "cmf/format/gguf.h"
 #include "cmf/format/safetensors.h"
+#include "cmf/pipeline/lora_merge.h"
 #include "cmf/quant/half.h"
 #include "cmf/quant/quantize.h"
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -59,12 +60,14 @@ struct TensorSink {
 };
 
 // Where a task's rows come from, in output row order: rows of a checkpoint tensor (from row
-// src_row0), zero rows (padding), or values generated from the config.
+// src_row0), zero rows (padding), or values generated from the config. Checkpoint rows may have
+// LoRA terms merged into them first (pipeline/lora_merge.h), before the transform.
 struct TaskSegment {
     const StTensor* src = nullptr;  // null: zeros, or `values` when set
     uint64_t src_row0 = 0;
     uint64_t rows = 0;
     const std::vector<float>* values = nullptr;  // generated: rows * row_len values
+    const LoraTerms* lora = nullptr;  // adapters merged into the src rows (--lora), in order
 };
 
 // One output tensor and what to do with it: its rows, segment by segment (most tensors are one
@@ -244,7 +247,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
         std::vector<char> raw;
         std::vector<float> f32;
         std::vector<std::vector<char>> enc;  // one encoded chunk per sink (shared when types agree)
-        std::vector<float> deq;
+        std::vector<float> deq, lora_tmp;
         try {
             for (;;) {
                 if (stop.load(std::memory_order_relaxed)) return;
@@ -261,6 +264,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                     raw.resize(n * esz);
                     chunk_handle[i]->read_at(raw.data(), raw.size(), sg.src->offset + c.src_row * t.row_len * esz);
                     widen_to_f32(sg.src->dtype, raw.data(), f32.data(), n);
+                    if (sg.lora) lora_merge_rows(*sg.lora, sg.src->dtype, c.src_row, c.nrows, t.row_len, f32.data(), lora_tmp);
                     apply(t.transform, sg.src->dtype, f32.data(), n, t.row_len);
                 } else if (sg.values) {
                     std::memcpy(f32.data(), sg.values->data() + (c.src_row * t.row_len), n * sizeof(float));
