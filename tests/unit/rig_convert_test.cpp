@@ -10,17 +10,11 @@
 
 #include "cmf/format/gguf.h"
 #include "llama_quantize_ref.h"
+#include "rig_ref.h"
 #include "test_support.h"
 
 namespace cmf::test {
 namespace {
-
-std::optional<fs::path> rig_dir() {
-    if (const char* e = std::getenv("REF_RIG"); e && *e && fs::is_directory(fs::path(e) / "llama.cpp")) return fs::path(e);
-    const fs::path p = fs::path(CMF_SOURCE_DIR).parent_path() / "rig";
-    if (fs::is_regular_file(p / "llama.cpp" / "convert_hf_to_gguf.py")) return p;
-    return std::nullopt;
-}
 
 struct Shape {
     const char* name;
@@ -43,23 +37,10 @@ void PrintTo(const Shape& s, std::ostream* os) { *os << s.name; }
 
 class RigConvert : public ::testing::TestWithParam<Shape> {
 protected:
-    void SetUp() override {
-        rig_ = rig_dir();
-        if (!rig_) GTEST_SKIP() << "SKIPPED: no reference rig (set REF_RIG, see ../shared/tools/llama-ref/setup.sh)";
-        if (!shared_dir() || !fs::is_regular_file(*shared_dir() / "tools/llama-ref/run_convert.py"))
-            GTEST_SKIP() << "SKIPPED: ../shared/tools/llama-ref is not present";
-        if (run("/usr/bin/python3 -c 'import torch' 2>&1").exit_code != 0)
-            GTEST_SKIP() << "SKIPPED: /usr/bin/python3 has no torch (Debian python3-torch)";
-    }
-    // llama.cpp's converter on `ck` -> `out` (the mmproj when `mmproj`)
+    void SetUp() override { REQUIRE_RIG(); }
     RunResult reference(const fs::path& ck, const std::string& outtype, const fs::path& out, bool gemma4, bool mmproj) {
-        const fs::path tools = *shared_dir() / "tools/llama-ref";
-        std::string env = "REF_RIG=" + shell_quote(rig_->string()) + " ";
-        if (gemma4) env += "RIG_PYSTUB=" + shell_quote((tools / "pystub-gemma4").string()) + " ";
-        return run(env + "/usr/bin/python3 " + shell_quote((tools / "run_convert.py").string()) + " " + shell_quote(ck.string()) +
-                   " --outtype " + outtype + (mmproj ? " --mmproj" : "") + " --outfile " + shell_quote(out.string()) + " 2>&1");
+        return rig::convert(ck, outtype, out, gemma4, mmproj);
     }
-    std::optional<fs::path> rig_;
     TempDir dir_;
 };
 
