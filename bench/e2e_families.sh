@@ -29,24 +29,7 @@ while [ $# -gt 0 ]; do
         *) echo "e2e_families.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
-[ -n "$CMF" ] || CMF="$(ls -t "$ROOT"/build*/cmf 2>/dev/null | head -n 1 || true)"
-[ -x "$CMF" ] || { echo "e2e_families.sh: no cmf binary (build it, or pass --cmf PATH)" >&2; exit 2; }
-[ -x /usr/bin/time ] || { echo "e2e_families.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
-
-REF=1
-if [ ! -x "$RIG/llama.cpp/build/bin/llama-quantize" ] || [ ! -f "$SHARED/tools/llama-ref/run_convert.py" ] ||
-   ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    echo "note: no reference rig at $RIG (or no python3-torch): measuring cmf only" >&2
-    REF=0
-fi
-
-mkdir -p "$SCRATCH"
-# runs "$@" under /usr/bin/time; sets W (seconds) and R (KiB)
-measure() {
-    local log="$SCRATCH/time.log"
-    /usr/bin/time -v -o "$log" "$@" >"$SCRATCH/cmd.log" 2>&1 || { echo "failed: $*" >&2; tail -20 "$SCRATCH/cmd.log" >&2; exit 1; }
-    read -r W R < <(time_fields "$log")
-}
+bench_prepare e2e_families.sh
 
 echo "| model | run | cmf wall s | cmf peak RSS | llama.cpp wall s | llama.cpp peak RSS | speed-up |"
 echo "|---|---|---:|---:|---:|---:|---:|"

@@ -9,3 +9,26 @@ time_fields() {
 }
 # KiB -> "N MiB"
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f MiB", k / 1024 }'; }
+
+# After option parsing: the cmf binary ($CMF, else the newest build*/cmf), GNU time, and whether
+# llama.cpp's side can be measured (REF=1: the rig at $RIG and /usr/bin/python3 with torch).
+# $1 is the script name for messages. Creates $SCRATCH.
+bench_prepare() {
+    [ -n "$CMF" ] || CMF="$(ls -t "$ROOT"/build*/cmf 2>/dev/null | head -n 1 || true)"
+    [ -x "$CMF" ] || { echo "$1: no cmf binary (build it, or pass --cmf PATH)" >&2; exit 2; }
+    [ -x /usr/bin/time ] || { echo "$1: needs GNU time (apt-get install time)" >&2; exit 2; }
+    REF=1
+    if [ ! -x "$RIG/llama.cpp/build/bin/llama-quantize" ] || [ ! -f "$SHARED/tools/llama-ref/run_convert.py" ] ||
+       ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+        echo "note: no reference rig at $RIG (or no python3-torch): measuring cmf only" >&2
+        REF=0
+    fi
+    mkdir -p "$SCRATCH"
+}
+
+# runs "$@" under /usr/bin/time; sets W (seconds) and R (KiB)
+measure() {
+    local log="$SCRATCH/time.log"
+    /usr/bin/time -v -o "$log" "$@" >"$SCRATCH/cmd.log" 2>&1 || { echo "failed: $*" >&2; tail -20 "$SCRATCH/cmd.log" >&2; exit 1; }
+    read -r W R < <(time_fields "$log")
+}

@@ -16,12 +16,15 @@ namespace cmf::cli {
 
 // Options shared by import and push-from-a-build (see kModelOptionsHelp).
 extern const std::set<std::string> kModelValueOpts;
-const std::set<std::string> kModelValueOpts = {"quant", "license", "system", "system-file", "param", "template-file", "projector", "prefix"};
+const std::set<std::string> kModelValueOpts = {"quant", "license", "system", "system-file", "param", "template-file", "projector", "prefix", "adapter"};
 
 const char* kModelOptionsHelp = R"(model options (import, and push from a build):
   --quant TYPE          which variant of the build directory (e.g. q8_0) when it holds several
   --projector FILE      a llama.cpp mmproj GGUF to add as the projector layer (found by itself
                         in a build directory when the model file has no vision tower)
+  --adapter FILE        a GGUF LoRA adapter (cmf quantize ADAPTER_DIR --base BASE_DIR) as
+                        Ollama's ADAPTER layer on top of the model (Modelfile ADAPTER); Ollama
+                        runs adapters on Gemma models from 0.30 on (llama-server)
   --license FILE        the base model's license terms (repeatable); default: LICENSE,
                         LICENSE.txt, LICENSE.md or gemma-terms*.txt in the build directory.
                         A notice that this is a modified, quantized derivative is always added.
@@ -66,6 +69,7 @@ static PublishSource select_source(const fs::path& src, const Args& a) {
             const std::string fn = e.path().filename().string();
             if (!e.is_regular_file() || fn.size() < 5 || lower(fn.substr(fn.size() - 5)) != ".gguf" || fn[0] == '.') continue;
             const ollama::GgufSummary g = ollama::summarize_gguf(e.path());
+            if (g.type == "adapter") continue;  // a LoRA adapter goes in with --adapter only
             if (g.type == "mmproj" || g.architecture == "clip") {
                 mmproj.push_back(e.path());
                 continue;
@@ -107,6 +111,7 @@ ollama::OllamaModel assemble_publish_model(const fs::path& src, const Args& a, s
     ollama::AssembleOptions o;
     o.model_gguf = s.model;
     o.projector_gguf = s.projector;
+    if (auto ad = a.get("adapter")) o.adapter_gguf = fs::path(*ad);
     for (const auto& l : s.licenses) o.licenses.push_back(slurp(l, "license file"));
     if (auto t = a.get("template-file")) o.template_text = slurp(*t, "template file");
     if (auto t = a.get("system")) o.system = *t;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <regex>
 #include <thread>
 
@@ -33,14 +34,23 @@ std::string field(const std::string& out, const std::string& re) {
     return std::regex_search(out, m, std::regex(re)) ? m[1].str() : "";
 }
 
-TEST(OllamaDockerRegistry, PushPullRoundTrip) {
+// docker-registry on loopback with its storage in `dir`; null when it is not installed.
+std::unique_ptr<cmf::test::DockerRegistry> start_registry(const fs::path& dir) {
     const std::string bin = cmf::test::docker_registry_binary();
-    if (bin.empty())
-        GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry, or `make deps`)";
+    if (bin.empty()) return nullptr;
+    auto reg = std::make_unique<cmf::test::DockerRegistry>(bin, dir);
+    reg->start();
+    return reg;
+}
+#define START_REGISTRY(reg, dir)                                                                                   \
+    auto reg = start_registry(dir);                                                                                \
+    if (!reg) GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry, or `make deps`)"; \
+    ASSERT_TRUE(reg->ready()) << "docker-registry did not start:\n" << reg->log()
+
+TEST(OllamaDockerRegistry, PushPullRoundTrip) {
     cmf::test::TempDir d;
-    cmf::test::DockerRegistry reg(bin, d.path());
-    reg.start();
-    ASSERT_TRUE(reg.ready()) << "docker-registry did not start:\n" << reg.log();
+    START_REGISTRY(reg_, d.path());
+    auto& reg = *reg_;
 
     // a build: tiny-mm in Ollama's single-file layout, imported into store A
     const fs::path ck = d / "tiny-mm", build = d / "build", a = d / "storeA", b = d / "storeB";
@@ -95,6 +105,41 @@ TEST(OllamaDockerRegistry, PushPullRoundTrip) {
         EXPECT_EQ(x.size(), desc["size"].get<uint64_t>());
         EXPECT_TRUE(x == y) << f << " differs after the round trip";
     }
+}
+
+// A model with an ADAPTER layer (cmf push BUILD --adapter FILE) pushed to the registry and
+// pulled back: the manifest lists the adapter after the base's layers, every blob returns intact.
+TEST(OllamaDockerRegistry, AdapterModelRoundTrip) {
+    cmf::test::TempDir d;
+    START_REGISTRY(reg_, d.path());
+    auto& reg = *reg_;
+    const fs::path ck = d / "tiny", build = d / "build", ad = d / "ad", b = d / "storeB";
+    auto r = run_cmf("synth " + shell_quote(ck.string()) + " --preset tiny");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_cmf("synth " + shell_quote(ad.string()) + " --adapter-for " + shell_quote(ck.string()) + " --r 16 --alpha 16");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_cmf("quantize " + shell_quote(ck.string()) + " --quant q8_0 --quiet --out " + shell_quote(build.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_cmf("quantize " + shell_quote(ad.string()) + " --base " + shell_quote(ck.string()) + " --quant f16 --name tuned --quiet --out " +
+                shell_quote((d / "adapter").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    cmf::test::write_file(build / "LICENSE", "base model terms\n");
+    const std::string host = "127.0.0.1:" + std::to_string(reg.port());
+    const std::string url = "http://" + host + "/alice/tiny-tuned:q8";
+    const fs::path adapter = d / "adapter" / "tuned-F16-LoRA.gguf";
+    r = run_cmf("push --insecure --quiet " + shell_quote(build.string()) + " --adapter " + shell_quote(adapter.string()) + " " + url);
+    ASSERT_EQ(r.exit_code, 0) << r.output << "\nregistry log:\n" << reg.log();
+    r = run_cmf("pull --insecure --quiet --store " + shell_quote(b.string()) + " " + url);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto m = nlohmann::json::parse(read_file(b / "manifests" / host / "alice/tiny-tuned/q8"));
+    std::vector<std::string> types;
+    for (const auto& l : m["layers"]) types.push_back(l["mediaType"]);
+    EXPECT_EQ(types, (std::vector<std::string>{ollama::kMediaModel, ollama::kMediaTemplate, ollama::kMediaLicense, ollama::kMediaLicense,
+                                               ollama::kMediaAdapter, ollama::kMediaParams}));
+    const auto& al = m["layers"][4];
+    EXPECT_TRUE(read_file(b / "blobs" / ("sha256-" + al["digest"].get<std::string>().substr(7))) == read_file(adapter));
+    EXPECT_TRUE(read_file(b / "blobs" / ("sha256-" + m["layers"][0]["digest"].get<std::string>().substr(7))) ==
+                read_file(build / "tiny-Q8_0.gguf"));
 }
 
 }  // namespace

@@ -235,6 +235,55 @@ TEST(OllamaImport, OptionsSystemParamsPrefixAndProjector) {
               read_file(split / "mmproj-tiny-mm-F16.gguf"));
 }
 
+// --adapter: a GGUF LoRA adapter as Ollama's ADAPTER layer, after the base's layers and before
+// the params (ollama create FROM base + ADAPTER); the config is the base's. An adapter file in
+// the build directory is never taken for the model.
+TEST(OllamaImport, AdapterLayer) {
+    const Build& b = build();
+    cmf::test::TempDir d, store;
+    auto r = run_cmf("synth " + shell_quote((d / "ad").string()) + " --adapter-for " + shell_quote((b.dir / "tiny-mm").string()) + " --r 8");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path build2 = d / "build";
+    fs::create_directories(build2);
+    fs::copy_file(b.out / "ollama-medgemma-Q8_0.gguf", build2 / "ollama-medgemma-Q8_0.gguf");
+    cmf::test::write_file(build2 / "LICENSE", "terms\n");
+    r = run_cmf("quantize " + shell_quote((d / "ad").string()) + " --base " + shell_quote((b.dir / "tiny-mm").string()) +
+                " --quant f16 --name med-lora --quiet --out " + shell_quote(build2.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path adapter = build2 / "med-lora-F16-LoRA.gguf";
+    import_into(store.path(), shell_quote(build2.string()) + " plain:q8");
+    import_into(store.path(), shell_quote(build2.string()) + " --adapter " + shell_quote(adapter.string()) + " tuned:q8");
+    const nlohmann::json plain = nlohmann::json::parse(read_file(store / "manifests/registry.ollama.ai/library/plain/q8"));
+    const nlohmann::json m = nlohmann::json::parse(read_file(store / "manifests/registry.ollama.ai/library/tuned/q8"));
+    std::vector<std::string> types;
+    for (const auto& l : m["layers"]) types.push_back(l["mediaType"]);
+    EXPECT_EQ(types, (std::vector<std::string>{kMediaModel, kMediaTemplate, kMediaLicense, kMediaLicense, kMediaAdapter, kMediaParams}));
+    EXPECT_EQ(kMediaAdapter, std::string("application/vnd.ollama.image.adapter"));
+    EXPECT_TRUE(read_file(store / "blobs" / ("sha256-" + m["layers"][4]["digest"].get<std::string>().substr(7))) == read_file(adapter));
+    // the base's layers and config are shared with the plain model
+    EXPECT_EQ(m["layers"][0], plain["layers"][0]);
+    EXPECT_EQ(m["config"], plain["config"]);
+
+    // refused: a model file as the adapter, an adapter for another architecture
+    cmf::test::TempDir s2;
+    r = run("OLLAMA_MODELS=" + shell_quote(s2.path().string()) + " " + shell_quote(CMF_BINARY) + " import " + shell_quote(build2.string()) +
+            " --adapter " + shell_quote((build2 / "ollama-medgemma-Q8_0.gguf").string()) + " x:q8");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("not a GGUF LoRA adapter (general.type is 'model')"), std::string::npos) << r.output;
+    r = run_cmf("synth " + shell_quote((d / "g3n").string()) + " --preset gemma3n-tiny --layers 3 --kv-shared 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_cmf("synth " + shell_quote((d / "g3n-ad").string()) + " --adapter-for " + shell_quote((d / "g3n").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_cmf("quantize " + shell_quote((d / "g3n-ad").string()) + " --base " + shell_quote((d / "g3n").string()) + " --quant f16 --name other --quiet --out " +
+                shell_quote((d / "o").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run("OLLAMA_MODELS=" + shell_quote(s2.path().string()) + " " + shell_quote(CMF_BINARY) + " import " + shell_quote(build2.string()) +
+            " --adapter " + shell_quote((d / "o" / "other-F16-LoRA.gguf").string()) + " x:q8");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("adapter for gemma3n, but the model is gemma3"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(s2 / "manifests"));
+}
+
 TEST(OllamaImport, ClearErrors) {
     const Build& b = build();
     cmf::test::TempDir store, nolicense;

@@ -40,6 +40,7 @@ namespace fs = std::filesystem;
 
 inline constexpr const char* kMediaModel = "application/vnd.ollama.image.model";
 inline constexpr const char* kMediaProjector = "application/vnd.ollama.image.projector";
+inline constexpr const char* kMediaAdapter = "application/vnd.ollama.image.adapter";
 inline constexpr const char* kMediaTemplate = "application/vnd.ollama.image.template";
 inline constexpr const char* kMediaSystem = "application/vnd.ollama.image.system";
 inline constexpr const char* kMediaParams = "application/vnd.ollama.image.params";
@@ -357,6 +358,7 @@ inline ParsedManifest parse_manifest(const std::string& bytes, const std::string
 struct AssembleOptions {
     fs::path model_gguf;
     std::optional<fs::path> projector_gguf;  // llama.cpp mmproj, when the vision tower is a separate file
+    std::optional<fs::path> adapter_gguf;    // a GGUF LoRA adapter (general.type adapter): Modelfile ADAPTER
     std::optional<std::string> template_text;  // default: the family's (family_defaults)
     std::optional<std::string> system;
     std::optional<nlohmann::json> params;       // default: the family's
@@ -374,7 +376,11 @@ inline std::string derivative_notice_text(const GgufSummary& m) {
            "subject to the license terms of the base model, included in this package.\n";
 }
 
-// Layer order of `ollama create`: model, projector, template, system, licenses, params.
+// Layer order of `ollama create`: model, projector, template, system, licenses, params. With
+// ADAPTER (FROM base + ADAPTER file, server/create.go): the adapter follows the base's layers and
+// the params layer is re-appended last, so it sits before params. Ollama itself checks the
+// adapter only when it loads it (llama.cpp: general.type adapter, the base's architecture);
+// cmf checks both here. The config blob is the base model's (Ollama >= 0.30 leaves it alone).
 inline OllamaModel assemble_model(const AssembleOptions& o) {
     const GgufSummary ms = summarize_gguf(o.model_gguf);
     if (ms.architecture.empty()) fail_input(o.model_gguf.string() + ": GGUF has no general.architecture");
@@ -394,6 +400,15 @@ inline OllamaModel assemble_model(const AssembleOptions& o) {
     if (o.system && !o.system->empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaSystem, *o.system));
     for (const auto& l : o.licenses) m.layers.push_back(OllamaBlob::from_bytes(kMediaLicense, l));
     if (o.derivative_notice) m.layers.push_back(OllamaBlob::from_bytes(kMediaLicense, derivative_notice_text(ms)));
+    if (o.adapter_gguf) {
+        const GgufSummary as = summarize_gguf(*o.adapter_gguf);
+        if (as.type != "adapter")
+            fail_input(o.adapter_gguf->string() + ": not a GGUF LoRA adapter (general.type is '" + as.type +
+                       "'); write one with cmf quantize ADAPTER_DIR --base BASE_DIR");
+        if (as.architecture != ms.architecture)
+            fail_input(o.adapter_gguf->string() + ": adapter for " + as.architecture + ", but the model is " + ms.architecture);
+        m.layers.push_back(OllamaBlob::from_file(kMediaAdapter, *o.adapter_gguf));
+    }
     if (!params.is_null() && !params.empty()) m.layers.push_back(OllamaBlob::from_bytes(kMediaParams, params_bytes(params)));
     m.config = OllamaBlob::from_bytes(kMediaConfig, config_bytes(ms, fam.renderer, fam.parser));
     return m;
