@@ -46,6 +46,10 @@ byte-for-byte what llama.cpp's convert_hf_to_gguf.py and llama-quantize write.
                         adapter_model.safetensors) into the weights as they stream, the
                         arithmetic of PEFT merge_and_unload(); SCALE multiplies PEFT's
                         alpha/r (alpha/sqrt(r) for rsLoRA); repeatable, applied in order
+  --lora-gguf TYPE      with --lora: also write each adapter as a GGUF adapter of TYPE
+                        (f32, f16, bf16, q8_0), in the same pass
+  --with-base           with --lora: also write every type without the adapters
+                        (NAME-<TYPE>.gguf; merged files are NAME-<ADAPTER>-<TYPE>.gguf)
   --base DIR            SRC_DIR is a LoRA adapter: write llama.cpp's GGUF adapter for the
                         base checkpoint DIR (only its config.json is read), one file per
                         type (f32, f16, bf16, q8_0), named as convert_lora_to_gguf.py names
@@ -156,8 +160,8 @@ static TypeOverrides parse_overrides(const Args& a) {
 
 int cmd_quantize(const std::vector<std::string>& argv) {
     Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads", "tensor-type", "keep-layers", "token-embedding-type",
-                               "output-tensor-type", "imatrix", "layout", "lora", "base"},
-                        {"mmproj", "dry-run", "quiet", "help"}, "quantize");
+                               "output-tensor-type", "imatrix", "layout", "lora", "base", "lora-gguf"},
+                        {"mmproj", "dry-run", "quiet", "help", "with-base"}, "quantize");
     if (a.has("help")) {
         std::string help = kQuantizeHelp;
         help.replace(help.find("@ARCHS@"), 7, arch::registered_architectures());
@@ -170,7 +174,7 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         fail(ErrorKind::usage, "quantize: " + a.positional[0] + " is a LoRA adapter: add --base BASE_DIR to write it as a GGUF adapter, "
              "or merge it with cmf quantize BASE_DIR --lora " + a.positional[0]);
     if (adapter_mode)
-        for (const char* o : {"lora", "mmproj", "mmproj-type", "layout", "tensor-type", "keep-layers", "token-embedding-type", "output-tensor-type", "imatrix"})
+        for (const char* o : {"lora", "lora-gguf", "with-base", "mmproj", "mmproj-type", "layout", "tensor-type", "keep-layers", "token-embedding-type", "output-tensor-type", "imatrix"})
             if (a.has(o)) fail(ErrorKind::usage, std::string("quantize: --") + o + " does not apply to a LoRA adapter (--base)");
     ConvertRequest req;
     req.src = a.positional[0];
@@ -200,6 +204,13 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     if (auto im = a.get("imatrix")) req.imatrix = std::make_shared<const ImatrixData>(load_imatrix(*im));
     if (req.types.empty() && adapter_types.empty()) fail(ErrorKind::usage, "quantize: --quant lists no type");
     for (const auto& l : a.all("lora")) req.loras.push_back(parse_lora_ref(l));
+    req.unmerged_too = a.has("with-base");
+    std::optional<ConvertType> lora_gguf;
+    if (auto t = a.get("lora-gguf")) {
+        lora_gguf = parse_out_type(*t);
+        if (!lora_gguf) fail(ErrorKind::usage, "quantize: --lora-gguf wants f32, f16, bf16 or q8_0, not '" + *t + "'");
+    }
+    if ((lora_gguf || req.unmerged_too) && req.loras.empty()) fail(ErrorKind::usage, "quantize: --lora-gguf and --with-base go with --lora");
     if (auto mt = a.get("mmproj-type")) {
         auto ot = parse_out_type(*mt);
         if (!ot) fail(ErrorKind::usage, "quantize: unknown --mmproj-type '" + *mt + "'");
@@ -228,6 +239,15 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         plan = plan_adapter_conversion(ar);
     } else {
         plan = plan_conversion(req);
+        if (lora_gguf)
+            for (const auto& ref : req.loras) {
+                AdapterRequest ar;
+                ar.adapter = ref.dir;
+                ar.base = req.src;
+                ar.out_dir = req.out_dir;
+                ar.types = {*lora_gguf};
+                add_adapter_files(plan, ar);
+            }
     }
     for (const auto& ad : plan.adapters)
         if (!adapter_mode)

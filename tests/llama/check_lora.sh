@@ -54,8 +54,8 @@ for c in "text|--preset tiny|base" "mm|--preset tiny-mm|base" "mm-v5-keys|--pres
   "$cmf" quantize "$d/ad" --base "$d/base" --quant f32 --name ad --quiet --out "$d/a" >/dev/null
   "$cmf" quantize "$d/base" --lora "$d/ad" --quant f32 --quiet --out "$d/m" >/dev/null 2>&1
   echo "-- $name ($opts, adapter keys: $keys)"
-  check "$node" "$here/compare.mjs" "$d/m/base-F32.gguf" "$d/b/base-F32.gguf" --test-lora "$d/a/ad-F32-LoRA.gguf" --tolerance $TOL
-  expect_fail "$node" "$here/compare.mjs" "$d/m/base-F32.gguf" "$d/b/base-F32.gguf" --tolerance 0.1 --allow-greedy-diff
+  check "$node" "$here/compare.mjs" "$d/m/base-ad-F32.gguf" "$d/b/base-F32.gguf" --test-lora "$d/a/ad-F32-LoRA.gguf" --tolerance $TOL
+  expect_fail "$node" "$here/compare.mjs" "$d/m/base-ad-F32.gguf" "$d/b/base-F32.gguf" --tolerance 0.1 --allow-greedy-diff
 done
 
 # 3. llama-completion, seeded sampling

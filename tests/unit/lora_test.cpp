@@ -98,7 +98,9 @@ TEST(LoraGolden, MergeIsPeftMergeThenLlamaCpp) {
         for (const auto& [ours, ref] : std::vector<std::pair<std::string, std::string>>{
                  {"BF16", "bf16"}, {"F16", "f16"}, {"Q4_K_M", "Q4_K_M.from-bf16"}, {"Q8_0", "Q8_0.from-bf16"}}) {
             SCOPED_TRACE(std::string(n) + " " + ours);
-            auto cmp = compare_with_dump((out / ("tiny-text-" + ours + ".gguf")).string(), dump("tiny-text-" + std::string(n) + "-merged-" + ref), true, names);
+            // merged files are named after the base and the adapter
+            auto cmp = compare_with_dump((out / ("tiny-text-tiny-text-" + std::string(n) + "-" + ours + ".gguf")).string(),
+                                         dump("tiny-text-" + std::string(n) + "-merged-" + ref), true, names);
             EXPECT_TRUE(cmp.ok()) << cmp.text();
         }
     }
@@ -119,12 +121,39 @@ TEST(LoraGolden, ScaleMultiplier) {
         auto r = run_cmf("quantize " + shell_quote(tiny_text().string()) + (lora.empty() ? "" : " --lora " + shell_quote(lora)) +
                          " --quant bf16 --quiet --out " + shell_quote((d.path() / out).string()));
         EXPECT_EQ(r.exit_code, 0) << r.output;
-        return file_sha256((d.path() / out / "tiny-text-BF16.gguf").string());
+        for (const auto& e : fs::directory_iterator(d.path() / out))
+            if (e.path().extension() == ".gguf") return file_sha256(e.path().string());
+        return std::string("no GGUF");
     };
     const std::string x2 = q(adapter("tiny-text-lora").string() + ":2", "x2");
     EXPECT_EQ(x2, q(doubled.string(), "a16"));
     EXPECT_NE(x2, q(adapter("tiny-text-lora").string(), "x1"));
     EXPECT_EQ(q(adapter("tiny-text-lora").string() + ":0", "x0"), q("", "base"));
+}
+
+// Both forms and the base in one pass (--lora-gguf, --with-base): the merged file, llama.cpp's
+// adapter file and the untouched base, each what its own run writes.
+TEST(LoraGolden, OnePassWritesMergedAdapterAndBase) {
+    REQUIRE_GOLDEN_NEXT();
+    TempDir d;
+    auto r = run_cmf("quantize " + shell_quote(tiny_text().string()) + " --lora " + shell_quote(adapter("tiny-text-lora").string()) +
+                     " --quant bf16,q8_0 --with-base --lora-gguf f16 --quiet --out " + shell_quote((d.path() / "one").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("wrote 5 file(s)"), std::string::npos) << r.output;
+    r = run_cmf("quantize " + shell_quote(tiny_text().string()) + " --quant bf16,q8_0 --quiet --out " + shell_quote((d.path() / "base").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const char* t : {"BF16", "Q8_0"}) {
+        EXPECT_EQ(file_sha256((d.path() / "one" / ("tiny-text-" + std::string(t) + ".gguf")).string()),
+                  file_sha256((d.path() / "base" / ("tiny-text-" + std::string(t) + ".gguf")).string()))
+            << t << ": the base written beside the merge is not the plain conversion";
+    }
+    const std::vector<std::string> names = {"general.name", "general.finetune", "general.basename"};
+    auto cmp = compare_with_dump((d.path() / "one" / "tiny-text-tiny-text-lora-BF16.gguf").string(), dump("tiny-text-lora-merged-bf16"), true, names);
+    EXPECT_TRUE(cmp.ok()) << cmp.text();
+    cmp = compare_with_dump((d.path() / "one" / "tiny-text-tiny-text-lora-Q8_0.gguf").string(), dump("tiny-text-lora-merged-Q8_0.from-bf16"), true, names);
+    EXPECT_TRUE(cmp.ok()) << cmp.text();
+    cmp = compare_with_dump((d.path() / "one" / "Tiny-Text-Lora-F16-LoRA.gguf").string(), dump("tiny-text-lora-f16"), true);
+    EXPECT_TRUE(cmp.ok()) << cmp.text();
 }
 
 // rsLoRA alpha: for every rank, llama.cpp's float alpha / r is exactly PEFT's float32 scale.

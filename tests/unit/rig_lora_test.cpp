@@ -124,6 +124,9 @@ TEST_P(RigLoraMerge, IsPeftMergeThenLlamaCpp) {
         loras += " --lora " + shell_quote(ad.string() + c.adapters[i].second);
         refs.push_back(ad.string() + c.adapters[i].second);
     }
+    // merged files are named after the base and the adapters
+    std::string stem = "base";
+    for (size_t i = 0; i < c.adapters.size(); ++i) stem += "-adapter" + std::to_string(i);
     std::string types = c.lossless;
     for (const auto& [t, f] : c.quantized) types += "," + std::string(t);
     r = run_cmf("quantize " + shell_quote(base.string()) + loras + " --quant " + types + (c.mmproj ? " --mmproj" : "") + " --quiet --out " +
@@ -139,24 +142,24 @@ TEST_P(RigLoraMerge, IsPeftMergeThenLlamaCpp) {
     for (auto& ch : up) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     {
         SCOPED_TRACE(up);
-        llama_ref::expect_same_as_llama(dir_ / "cmf" / ("base-" + up + ".gguf"), ref);
+        llama_ref::expect_same_as_llama(dir_ / "cmf" / (stem + "-" + up + ".gguf"), ref);
     }
     for (const auto& [t, ftype] : c.quantized) {
         SCOPED_TRACE(t);
         const fs::path q = dir_ / ("ref-" + std::string(t) + ".gguf");
         ASSERT_EQ(llama_ref::llama_quantize_plain(ref, q, ftype), 0u);
-        llama_ref::expect_same_as_llama(dir_ / "cmf" / ("base-" + std::string(t) + ".gguf"), q);
+        llama_ref::expect_same_as_llama(dir_ / "cmf" / (stem + "-" + std::string(t) + ".gguf"), q);
     }
     if (c.mmproj) {
         SCOPED_TRACE("mmproj");
         const fs::path mref = dir_ / "mmproj-ref.gguf";
         r = rig::convert(merged, "f16", mref, c.gemma4, true);
         ASSERT_EQ(r.exit_code, 0) << rig::tail(r.output);
-        llama_ref::expect_same_as_llama(dir_ / "cmf" / "mmproj-base-F16.gguf", mref);
+        llama_ref::expect_same_as_llama(dir_ / "cmf" / ("mmproj-" + stem + "-F16.gguf"), mref);
         // the merge reached the vision tower: the base's own mmproj differs
         r = run_cmf("quantize " + shell_quote(base.string()) + " --quant f16 --mmproj --quiet --out " + shell_quote((dir_ / "plain").string()));
         ASSERT_EQ(r.exit_code, 0) << r.output;
-        EXPECT_NE(read_file(dir_ / "plain" / "mmproj-base-F16.gguf"), read_file(dir_ / "cmf" / "mmproj-base-F16.gguf"));
+        EXPECT_NE(read_file(dir_ / "plain" / "mmproj-base-F16.gguf"), read_file(dir_ / "cmf" / ("mmproj-" + stem + "-F16.gguf")));
     }
 }
 

@@ -128,4 +128,17 @@ inline ConversionPlan plan_adapter_conversion(const AdapterRequest& req) {
     return plan;
 }
 
+// Adds the adapter's GGUF files to a conversion plan, so one pass writes the merged model and
+// the adapter (and, with ConvertRequest::unmerged_too, the base it applies to).
+inline void add_adapter_files(ConversionPlan& plan, const AdapterRequest& req) {
+    ConversionPlan a = plan_adapter_conversion(req);
+    const size_t off = plan.tensors.size();
+    for (auto& t : a.tensors) plan.tensors.push_back(std::move(t));
+    for (auto& f : a.files) {
+        for (auto& i : f.tensor_of) i += off;
+        plan.files.push_back(std::move(f));
+    }
+    for (auto& ad : a.adapters) plan.adapter_sources.push_back(std::move(ad));
+}
+
 }  // namespace cmf

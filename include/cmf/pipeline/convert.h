@@ -55,6 +55,9 @@ struct ConvertRequest {
     std::string name;  // output base name; default: the checkpoint directory name
     std::shared_ptr<const ImatrixData> imatrix;  // llama-quantize --imatrix, for the recipe variants
     std::vector<LoraRef> loras;  // --lora: adapters merged into the base weights, in order
+    // with loras: also write each type without them (NAME-<TYPE>.gguf; the merged files are
+    // NAME-<adapter>-<TYPE>.gguf), from the same pass
+    bool unmerged_too = false;
 };
 
 struct PlannedTensor {
@@ -73,6 +76,7 @@ struct PlannedFile {
     GgufLayout layout;
     std::vector<size_t> tensor_of;  // for each layout tensor: index into ConversionPlan::tensors
     std::vector<const float*> imatrix_of;  // for each layout tensor: its importance values or null (empty: none)
+    bool without_lora = false;  // the base weights of a --lora plan (ConvertRequest::unmerged_too)
 };
 
 struct ConversionPlan {
@@ -87,6 +91,7 @@ struct ConversionPlan {
     std::vector<std::shared_ptr<const LoraAdapter>> adapters;
     std::vector<std::unique_ptr<LoraTerm>> lora_terms;
     std::map<const StTensor*, LoraTerms> lora_of;
+    std::vector<std::shared_ptr<const LoraAdapter>> adapter_sources;  // of GGUF adapters added to the pass
 };
 
 inline const char* out_type_name(ConvertType t) { return arch::convert_type_name(t); }
@@ -454,13 +459,35 @@ inline ConversionPlan plan_conversion(const ConvertRequest& req) {
         f.layout.finalize();
         plan.files.push_back(std::move(f));
     };
+    // merged files are named after the base and the adapters: never mistaken for (or written over)
+    // the base model's own files
+    std::string merged = base;
+    if (req.name.empty())
+        for (const auto& ad : plan.adapters) merged += "-" + ad->label();
     for (const auto& var : req.types)
-        make_file(PartKind::text, var, req.out_dir / (base + "-" + var.label() + ".gguf"), var.label());
+        make_file(PartKind::text, var, req.out_dir / (merged + "-" + var.label() + ".gguf"), var.label());
     if (req.mmproj) {
         Variant mv;
         mv.convert = req.mmproj_type;
-        make_file(PartKind::mmproj, mv, req.out_dir / ("mmproj-" + base + "-" + out_type_name(req.mmproj_type) + ".gguf"),
+        // named after the adapters too when one of them changed the vision tower
+        bool vision_merged = false;
+        for (const auto& ad : plan.adapters)
+            for (const auto& p : ad->pairs) vision_merged |= p.part == PartKind::mmproj;
+        make_file(PartKind::mmproj, mv, req.out_dir / ("mmproj-" + (vision_merged ? merged : base) + "-" + out_type_name(req.mmproj_type) + ".gguf"),
                   std::string("mmproj ") + out_type_name(req.mmproj_type));
+    }
+    if (req.unmerged_too && !plan.adapters.empty()) {
+        // llama.cpp's mmproj holds no adapter (it applies to the language model); the base
+        // files share the pass and the mmproj
+        for (const auto& ad : plan.adapters)
+            for (const auto& p : ad->pairs)
+                if (p.part != PartKind::text)
+                    fail_input(ad->dir.string() + ": adapter targets the vision tower (" + p.module +
+                               "), which a GGUF adapter on the base model cannot carry");
+        for (const auto& var : req.types) {
+            make_file(PartKind::text, var, req.out_dir / (base + "-" + var.label() + ".gguf"), var.label() + " base");
+            plan.files.back().without_lora = true;
+        }
     }
     return plan;
 }
@@ -507,7 +534,7 @@ inline ConvertResult write_conversion(const ConversionPlan& plan, unsigned threa
             const auto& info = f.layout.tensors[k];
             tasks[f.tensor_of[k]].sinks.push_back(
                 {outs[fi].get(), f.layout.data_start + info.offset, info.type, f.imatrix_of.empty() ? nullptr : f.imatrix_of[k],
-                 &r.errors[fi][k]});
+                 &r.errors[fi][k], f.without_lora});
         }
     }
     // tensors no output wants (e.g. the vision tower without --mmproj) are not read

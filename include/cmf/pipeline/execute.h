@@ -57,6 +57,7 @@ struct TensorSink {
     GgmlType type = GgmlType::F32;
     const float* imatrix = nullptr;  // per-column importance, or null
     ErrorStat* stats = nullptr;      // if set, receives the error of this tensor (merged in row order)
+    bool without_lora = false;       // the base weights: the task's LoRA terms are not merged here
 };
 
 // Where a task's rows come from, in output row order: rows of a checkpoint tensor (from row
@@ -247,7 +248,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
         std::vector<char> raw;
         std::vector<float> f32;
         std::vector<std::vector<char>> enc;  // one encoded chunk per sink (shared when types agree)
-        std::vector<float> deq, lora_tmp;
+        std::vector<float> deq, lora_tmp, base;  // base: the unmerged rows, when a sink wants them
         try {
             for (;;) {
                 if (stop.load(std::memory_order_relaxed)) return;
@@ -259,12 +260,19 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                 const uint64_t n = c.nrows * t.row_len;
                 f32.resize(n);
                 raw.clear();
+                base.clear();
                 if (sg.src) {
                     const uint32_t esz = st_dtype_info(sg.src->dtype).size;
                     raw.resize(n * esz);
                     chunk_handle[i]->read_at(raw.data(), raw.size(), sg.src->offset + c.src_row * t.row_len * esz);
                     widen_to_f32(sg.src->dtype, raw.data(), f32.data(), n);
-                    if (sg.lora) lora_merge_rows(*sg.lora, sg.src->dtype, c.src_row, c.nrows, t.row_len, f32.data(), lora_tmp);
+                    if (sg.lora) {
+                        if (std::any_of(t.sinks.begin(), t.sinks.end(), [](const TensorSink& s) { return s.without_lora; })) {
+                            base.assign(f32.begin(), f32.end());
+                            apply(t.transform, sg.src->dtype, base.data(), n, t.row_len);
+                        }
+                        lora_merge_rows(*sg.lora, sg.src->dtype, c.src_row, c.nrows, t.row_len, f32.data(), lora_tmp);
+                    }
                     apply(t.transform, sg.src->dtype, f32.data(), n, t.row_len);
                 } else if (sg.values) {
                     std::memcpy(f32.data(), sg.values->data() + (c.src_row * t.row_len), n * sizeof(float));
@@ -273,20 +281,23 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                 }
                 chunk_stats[i].assign(t.sinks.size(), ErrorStat{});
                 if (enc.size() < t.sinks.size()) enc.resize(t.sinks.size());
+                const bool two = sg.src && sg.lora && !base.empty();  // merged and unmerged rows this chunk
                 for (size_t si = 0; si < t.sinks.size(); ++si) {
                     const auto& s = t.sinks[si];
+                    const float* x = two && s.without_lora ? base.data() : f32.data();
                     const uint64_t rb = row_bytes(s.type, t.row_len);
                     // Variants often agree on a tensor's type (Q4_K_S and Q4_K_M share most of
                     // theirs): encode once, write the same bytes to every file that wants them.
                     size_t same = si;
                     for (size_t sj = 0; sj < si; ++sj)
-                        if (t.sinks[sj].type == s.type && t.sinks[sj].imatrix == s.imatrix) {
+                        if (t.sinks[sj].type == s.type && t.sinks[sj].imatrix == s.imatrix &&
+                            (!two || t.sinks[sj].without_lora == s.without_lora)) {
                             same = sj;
                             break;
                         }
                     if (same == si) {
                         enc[si].resize(rb * c.nrows);
-                        quantize_rows(s.type, f32.data(), enc[si].data(), static_cast<int64_t>(c.nrows),
+                        quantize_rows(s.type, x, enc[si].data(), static_cast<int64_t>(c.nrows),
                                       static_cast<int64_t>(t.row_len), s.imatrix);
                     }
                     const std::vector<char>& bytes = enc[same];
@@ -300,7 +311,7 @@ inline ExecuteStats execute_tasks(const std::vector<TensorTask>& tasks, unsigned
                     deq.resize(t.row_len);
                     for (uint64_t r = 0; r < c.nrows; ++r) {
                         dequantize_row(s.type, bytes.data() + r * rb, deq.data(), static_cast<int64_t>(t.row_len));
-                        accumulate_error(f32.data() + r * t.row_len, deq.data(), t.row_len, st);
+                        accumulate_error(x + r * t.row_len, deq.data(), t.row_len, st);
                     }
                 }
                 const uint64_t d = done_bytes.fetch_add(raw.size()) + raw.size();
