@@ -202,6 +202,9 @@ int cmd_worker(const std::vector<std::string>& argv) {
     hooks.fetch_hf_source = [&](const factory::Job& j, const fs::path& dir, const std::string& token) {
         return factory::fetch_hf_source_cached(j, dir, token, http, cache_target, console);
     };
+    hooks.fetch_hf_adapter = [&](const std::string& repo, const std::string& rev, const fs::path& dir, const std::string& token) {
+        return factory::fetch_hf_repo_cached(repo, rev, dir, token, http, cache_target, console);
+    };
     hooks.push = [&](const factory::Job& j, const factory::JobVariant& v, const nlohmann::json& built,
                      const std::string& key) -> factory::PushOutcome {
         if (!built.contains("ollama_export") || !built["ollama_export"].is_object() || !built["ollama_export"].contains("object"))

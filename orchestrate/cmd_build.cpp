@@ -76,6 +76,27 @@ static std::string new_job_id(const std::string& prefix) {
 }
 
 // --backend gce: one VM for the job.
+// CMF_LORA / CMF_PUBLISH_ADAPTER into the job. `bucket` is GCS_BUCKET for --backend gce (a bare
+// PATH is a directory in it) and "" for --backend local (a bare PATH is a directory here).
+static void set_job_lora(factory::Job& job, const factory::FactoryConfig& cfg, const std::string& bucket) {
+    if (!cfg.is_set("CMF_LORA")) return;
+    std::string v = cfg.get("CMF_LORA");
+    const bool scheme = v.find("://") != std::string::npos;
+    if (bucket.empty() && !scheme) {
+        if (!fs::is_directory(v)) fail(ErrorKind::usage, "CMF_LORA " + v + " is not an adapter directory");
+        v = "file://" + fs::canonical(v).string();
+    }
+    const factory::LoraLocation l = factory::parse_lora_location(v, bucket);
+    if (!bucket.empty() && l.uri.rfind("file://", 0) == 0)
+        fail(ErrorKind::usage, "CMF_LORA " + v + ": the worker VM cannot read this machine's files; put the adapter in GCS_BUCKET or on the Hub");
+    if (bucket.empty() && l.is_gs()) fail(ErrorKind::usage, "CMF_LORA " + v + ": --backend local reads adapters from hf:// or a local directory");
+    if (l.is_gs() && l.uri.rfind("gs://" + bucket + "/", 0) != 0)
+        fail(ErrorKind::usage, "CMF_LORA " + v + ": the adapter must be in GCS_BUCKET (gs://" + bucket + "/), which the worker can read");
+    job.lora_uri = l.uri;
+    job.lora_revision = l.revision;
+    job.publish_adapter = cfg.get("CMF_PUBLISH_ADAPTER") == "1";
+}
+
 static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& variants, bool push) {
     const std::string cmdname = push ? "build+push" : "build";
     for (const char* o : {"source", "work"})
@@ -95,6 +116,7 @@ static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& 
     job.created = factory::utc_timestamp();
     job.source_uri = "hf://" + cfg.get("CMF_MODEL");
     job.revision = cfg.get("CMF_REVISION");
+    set_job_lora(job, cfg, factory::normalize_bucket_name(cfg.get("GCS_BUCKET")));
     for (const auto& v : variants) job.variants.push_back({v.name, v.type, name_prefix + "-" + v.name});
     job.bucket = "gs://" + factory::normalize_bucket_name(cfg.get("GCS_BUCKET"));
     job.prefix = a.get("prefix").value_or("");
@@ -184,6 +206,7 @@ static int build_command(const std::vector<std::string>& argv, bool push) {
     job.created = factory::utc_timestamp();
     job.source_uri = "file://" + fs::canonical(*src).string();
     job.revision = cfg.get("CMF_REVISION");
+    set_job_lora(job, cfg, "");
     for (const auto& v : variants) job.variants.push_back({v.name, v.type, name_prefix + "-" + v.name});
     job.bucket = bucket.uri();
     job.prefix = a.get("prefix").value_or("");

@@ -120,6 +120,32 @@ TEST(Config, ValuesAreCheckedWithTheirOrigin) {
     EXPECT_EQ(normalize_bucket_name("gs://my-bucket/"), "my-bucket");
 }
 
+// CMF_LORA: hf://ORG/NAME[@REV], gs://BUCKET/PATH or a PATH in GCS_BUCKET; names the variants
+// after the adapter unless CMF_NAME_PREFIX is given; CMF_PUBLISH_ADAPTER needs it.
+TEST(Config, LoraLocationsAndNames) {
+    auto l = parse_lora_location("hf://coheara/triage-lora@v2", "bkt");
+    EXPECT_EQ(l.uri, "hf://coheara/triage-lora");
+    EXPECT_EQ(l.revision, "v2");
+    EXPECT_EQ(l.name(), "triage-lora");
+    EXPECT_EQ(parse_lora_location("hf://coheara/triage-lora", "bkt").revision, "main");
+    EXPECT_EQ(parse_lora_location("adapters/triage", "bkt").uri, "gs://bkt/adapters/triage/");
+    EXPECT_EQ(parse_lora_location("gs://other/a/b/", "bkt").uri, "gs://other/a/b/");
+    EXPECT_EQ(parse_lora_location("gs://other/a/b/", "bkt").name(), "b");
+    for (const char* bad : {"hf://nope", "hf://a/b@", "gs://bucket-only", "s3://x/y", "../up", "a/../b"})
+        EXPECT_THROW(parse_lora_location(bad, "bkt"), cmf::Error) << bad;
+    auto cfg = resolve_config({{"lora", "hf://coheara/Triage-LoRA"}}, no_env, {}, std::nullopt);
+    EXPECT_EQ(cfg.get("CMF_NAME_PREFIX"), "triage-lora");
+    cfg = resolve_config({{"lora", "hf://coheara/triage-lora"}, {"name-prefix", "mine"}}, no_env, {}, std::nullopt);
+    EXPECT_EQ(cfg.get("CMF_NAME_PREFIX"), "mine");
+    try {
+        resolve_config({{"publish-adapter", "1"}}, no_env, {}, std::nullopt);
+        ADD_FAILURE() << "CMF_PUBLISH_ADAPTER=1 without CMF_LORA was accepted";
+    } catch (const cmf::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("CMF_PUBLISH_ADAPTER=1 needs CMF_LORA"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(resolve_config({{"publish-adapter", "yes"}}, no_env, {}, std::nullopt), cmf::Error);
+}
+
 TEST(Config, MaskShowsNoCharacterOfTheSecret) {
     const std::string m = mask_secret("hf_abcdefghij");
     for (const char* part : {"hf_", "abc", "hij"}) EXPECT_EQ(m.find(part), std::string::npos) << m;

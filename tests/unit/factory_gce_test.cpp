@@ -245,6 +245,15 @@ struct Child {
 
 constexpr const char* kHfToken = "hf_FAKE-sim-secret-test-token";
 
+// GET a registry path straight from the registry (manifests in the Docker v2 form).
+net::Response registry_get(const std::string& upstream, const std::string& path) {
+    static auto http = net::make_http_client();
+    net::Request rq;
+    rq.url = net::Url::parse(upstream + path);
+    rq.headers.set("Accept", "application/vnd.docker.distribution.manifest.v2+json");
+    return http->send(rq);
+}
+
 struct Simulation : ::testing::Test {
     static inline TempDir* dir = nullptr;
     static void SetUpTestSuite() {
@@ -268,13 +277,15 @@ struct Simulation : ::testing::Test {
     std::string model = "synth/tiny-gemma", name_prefix = "sim";  // CMF_MODEL, CMF_NAME_PREFIX ("": not set)
     fs::path source_dir() const { return dir->path() / "src"; }
     fs::path src_override;
+    json extra_repos = json::array();  // more Hub repositories (a LoRA adapter)
     void start(json compute_cfg, bool grant = true, const json& extra = json::object()) {
         compute_cfg["require_auth"] = true;  // tokens from the emulated metadata server only
         json files = json::object();
         for (const auto& e : fs::directory_iterator(src_override.empty() ? source_dir() : src_override))
             if (e.is_regular_file()) files[e.path().filename().string()] = {{"local_path", e.path().string()}};
-        json cfg = {{"hf", {{"tokens", {{kHfToken, "alice"}}},
-                            {"repos", json::array({{{"id", model}, {"gated", "manual"}, {"granted", grant ? json::array({"alice"}) : json::array()}, {"files", files}}})}}},
+        json repos = json::array({{{"id", model}, {"gated", "manual"}, {"granted", grant ? json::array({"alice"}) : json::array()}, {"files", files}}});
+        for (const auto& r : extra_repos) repos.push_back(r);
+        json cfg = {{"hf", {{"tokens", {{kHfToken, "alice"}}}, {"repos", repos}}},
                     {"gcs", {{"buckets", {"cmf-sim"}}}},
                     {"compute", compute_cfg}};
         cfg.merge_patch(extra);
@@ -313,6 +324,24 @@ struct Simulation : ::testing::Test {
         return Child(av, env(), work, work / log);
     }
     json compute_stats() { return json::parse(emu->control("GET", "/_emu/compute/stats").body); }
+    // Debian's docker-registry behind the emulator's registry proxy (Ollama's auth), the emulated
+    // VM set up to push there, and the team's Ollama key as `ollama serve` writes it, named in
+    // OLLAMA_KEY_FILE with OLLAMA_REGISTRY_NS=simns. Returns the registry's own URL.
+    std::unique_ptr<cmf::test::DockerRegistry> registry;
+    std::string start_with_registry(const std::string& bin) {
+        registry = std::make_unique<cmf::test::DockerRegistry>(bin, dir->path() / ("registry-" + std::to_string(std::rand())));
+        registry->start();
+        EXPECT_TRUE(registry->ready()) << registry->log();
+        const std::string upstream = "http://127.0.0.1:" + std::to_string(registry->port());
+        start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", "${EMU_HTTPS_BASE}"}}}}, true,
+              {{"proxy", json::array({{{"prefix", "/v2/"}, {"upstream", upstream}, {"ollama_auth", true}}})}});
+        const fs::path key = work / "home" / ".ollama" / "id_ed25519";
+        fs::create_directories(key.parent_path());
+        auto kg = cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string()));
+        EXPECT_EQ(kg.exit_code, 0) << kg.output;
+        extra_env.insert(extra_env.end(), {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string()});
+        return upstream;
+    }
     std::vector<cloud::ObjectInfo> objects(const std::string& prefix = "") { return gcs->list("cmf-sim", prefix).items; }
 };
 
@@ -394,18 +423,10 @@ TEST_F(Simulation, BuildOnEmulatedVmWithStockoutFallback) {
 TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
     const std::string bin = cmf::test::docker_registry_binary();
     if (bin.empty()) GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
-    cmf::test::DockerRegistry reg(bin, dir->path() / ("registry-" + std::to_string(std::rand())));
-    reg.start();
-    ASSERT_TRUE(reg.ready()) << reg.log();
-    const std::string upstream = "http://127.0.0.1:" + std::to_string(reg.port());
-    start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", "${EMU_HTTPS_BASE}"}}}}, true,
-          {{"proxy", json::array({{{"prefix", "/v2/"}, {"upstream", upstream}, {"ollama_auth", true}}})}});
-    // the team's Ollama key, as `ollama serve` writes it
+    const std::string upstream = start_with_registry(bin);
+    ASSERT_FALSE(HasFailure());
     const fs::path key = work / "home" / ".ollama" / "id_ed25519";
-    fs::create_directories(key.parent_path());
-    auto kg = cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string()));
-    ASSERT_EQ(kg.exit_code, 0) << kg.output;
-    extra_env = {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string()};
+    auto& reg = *registry;
     emu->set_faults(R"({"seed": 31, "rules":[
         {"kind":"reset",        "path":"/cdn/",              "method":"GET",   "count":2, "random":true},
         {"kind":"truncate",     "path":"/resolve/",          "method":"GET",   "count":1, "random":true},
@@ -517,13 +538,7 @@ TEST_F(Simulation, BuildPlusPushGemma3nAndGemma4CarryTheirFamilysOllamaSetup) {
         ASSERT_EQ(rc, 0) << c.output();
         const arch::ArchSpec* spec = arch::find_spec_by_gguf(f.family);
         ASSERT_TRUE(spec);
-        auto http = net::make_http_client();
-        auto get = [&](const std::string& path) {
-            net::Request rq;
-            rq.url = net::Url::parse(upstream + path);
-            rq.headers.set("Accept", "application/vnd.docker.distribution.manifest.v2+json");
-            return http->send(rq);
-        };
+        auto get = [&](const std::string& path) { return registry_get(upstream, path); };
         for (const char* v : {"q4", "q8"}) {
             const std::string name = std::string(f.prefix) + "-" + v;
             SCOPED_TRACE(name);
@@ -556,6 +571,80 @@ TEST_F(Simulation, BuildPlusPushGemma3nAndGemma4CarryTheirFamilysOllamaSetup) {
         EXPECT_EQ(compute_stats()["live"], 0);
         emu.reset();
     }
+}
+
+// CMF_LORA: build+push q8 of the model with a gated Hub adapter merged, plus (CMF_PUBLISH_ADAPTER)
+// the adapter as an ADAPTER-layer model on the unmerged base, on an emulated VM into Debian's
+// docker-registry. The manifests are parsed back: the merged model's GGUF is what
+// `cmf quantize SRC --lora ADAPTER --quant q8_0` writes here, the adapter model's base is the
+// plain q8_0 conversion and its adapter layer the GGUF adapter; the model card names the adapter,
+// its revision, r, alpha, targets and the sha256 of its files.
+TEST_F(Simulation, BuildPlusPushWithLoraMergedAndAdapterModel) {
+    const std::string bin = cmf::test::docker_registry_binary();
+    if (bin.empty()) GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
+    const fs::path ad = dir->path() / "triage-lora";
+    auto r = cmf::test::run_cmf("synth " + cmf::test::shell_quote(ad.string()) + " --adapter-for " + cmf::test::shell_quote(source_dir().string()) +
+                                " --r 16 --alpha 32 --targets q_proj,k_proj,v_proj,o_proj");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    json files = json::object();
+    for (const auto& e : fs::directory_iterator(ad)) files[e.path().filename().string()] = {{"local_path", e.path().string()}};
+    extra_repos = json::array({{{"id", "coheara/triage-lora"}, {"gated", "manual"}, {"granted", json::array({"alice"})}, {"files", files}}});
+    name_prefix = "";  // named after the adapter
+    extra_env = {"CMF_LORA=hf://coheara/triage-lora@main", "CMF_PUBLISH_ADAPTER=1"};
+    const std::string upstream = start_with_registry(bin);
+    ASSERT_FALSE(HasFailure());
+    Child c = cmf_run({"build+push", "q8", "--poll", "0.3"}, "build.log");
+    const int rc = c.wait(std::chrono::seconds(600));
+    ASSERT_EQ(rc, 0) << c.output();
+
+    // what the same inputs give here (the worker names the checkpoint directory after the repository)
+    const fs::path local = work / "local", named = work / "tiny-gemma";
+    fs::create_directory_symlink(source_dir(), named);
+    r = cmf::test::run_cmf("quantize " + cmf::test::shell_quote(named.string()) + " --lora " + cmf::test::shell_quote(ad.string()) +
+                           " --quant q8_0 --with-base --lora-gguf f16 --quiet --out " + cmf::test::shell_quote(local.string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::map<std::string, std::string> want;  // file name -> bytes
+    for (const auto& e : fs::directory_iterator(local))
+        if (e.path().extension() == ".gguf") want[e.path().filename().string()] = cmf::test::read_file(e.path());
+    ASSERT_EQ(want.size(), 3u);
+
+    auto get = [&](const std::string& path) { return registry_get(upstream, path); };
+    auto layers = [&](const std::string& name) {
+        auto m = get("/v2/simns/" + name + "/manifests/latest");
+        EXPECT_EQ(m.status, 200) << name << " not pushed; orchestrator output:\n" << c.output();
+        std::vector<std::pair<std::string, std::string>> out;  // media type, blob
+        if (m.status != 200) return out;
+        const json man = json::parse(m.body);
+        EXPECT_TRUE(man.contains("layers")) << m.body;
+        for (const auto& l : man["layers"]) {
+            auto b = get("/v2/simns/" + name + "/blobs/" + l["digest"].get<std::string>());
+            EXPECT_EQ(b.status, 200);
+            out.emplace_back(l["mediaType"].get<std::string>(), b.body);
+        }
+        return out;
+    };
+    if (std::getenv("CMF_GCE_TEST_VERBOSE")) std::fprintf(stderr, "%s\n", c.output().c_str());
+    const auto merged = layers("triage-lora-q8");
+    ASSERT_FALSE(merged.empty());
+    EXPECT_EQ(merged[0].first, ollama::kMediaModel);
+    EXPECT_TRUE(merged[0].second == want["tiny-gemma-triage-lora-Q8_0.gguf"]) << "the pushed merged model is not cmf quantize --lora's file";
+    for (const auto& [mt, b] : merged) EXPECT_NE(mt, ollama::kMediaAdapter);
+    const auto with_adapter = layers("triage-lora-q8-adapter");
+    ASSERT_FALSE(with_adapter.empty());
+    std::vector<std::string> types;
+    for (const auto& [mt, b] : with_adapter) types.push_back(mt);
+    EXPECT_EQ(types, (std::vector<std::string>{ollama::kMediaModel, ollama::kMediaTemplate, ollama::kMediaLicense, ollama::kMediaLicense,
+                                               ollama::kMediaAdapter, ollama::kMediaParams}));
+    EXPECT_TRUE(with_adapter[0].second == want["tiny-gemma-Q8_0.gguf"]) << "the adapter model's base is not the plain conversion";
+    EXPECT_TRUE(with_adapter[4].second == want["Triage-Lora-F16-LoRA.gguf"]) << "the adapter layer is not the GGUF adapter";
+
+    // the model card: adapter, revision, r, alpha, targets, sha256 of its files
+    auto card = gcs->read_all("cmf-sim", "models/triage-lora-q8/README.md");
+    ASSERT_TRUE(card) << "no model card";
+    for (const std::string& s : std::vector<std::string>{"hf://coheara/triage-lora", "r 16", "alpha 32", "`q_proj`", "`v_proj`", "adapter_model.safetensors",
+                                cmf::sha256_file(ad / "adapter_model.safetensors")})
+        EXPECT_NE(card->find(s), std::string::npos) << s << " not in the card:\n" << *card;
+    EXPECT_EQ(compute_stats()["live"], 0);
 }
 
 TEST_F(Simulation, WorkerFailureShowsTheErrorAndLogTailAndNoSecret) {

@@ -35,6 +35,8 @@ inline constexpr ConfigKey kConfigKeys[] = {
     {"CMF_MODEL", "model", "google/medgemma-1.5-4b-it", false, "Hugging Face model to build"},
     {"CMF_REVISION", "revision", "main", false, "model revision (branch, tag or commit)"},
     {"CMF_NAME_PREFIX", "name-prefix", "coheara-medgemma-4b", false, "model names are PREFIX-VARIANT"},
+    {"CMF_LORA", "lora", nullptr, false, "LoRA adapter merged into every variant: hf://ORG/NAME[@REV], gs://BUCKET/PATH or PATH in GCS_BUCKET"},
+    {"CMF_PUBLISH_ADAPTER", "publish-adapter", "0", false, "1: also publish the adapter as its own Ollama model on the base (NAME-adapter)"},
     {"HF_TOKEN", nullptr, nullptr, true, "Hugging Face token (gated models)"},
     {"GCP_PROJECT", "project", nullptr, false, "Google Cloud project"},
     {"GCS_BUCKET", "bucket", nullptr, false, "bucket for models, markers, logs (name or gs://name)"},
@@ -133,6 +135,60 @@ inline bool is_model_name(const std::string& s) {
     return true;
 }
 
+// CMF_LORA: where the adapter is. "hf://ORG/NAME[@REV]" (a Hub repository), "gs://BUCKET/PATH"
+// or "PATH" (a directory in GCS_BUCKET, `bucket` names it), or "file:///DIR" (--backend local).
+struct LoraLocation {
+    std::string uri;  // hf://ORG/NAME, gs://BUCKET/PATH/ or file:///DIR
+    std::string revision = "main";  // hf:// only
+    bool is_hf() const { return uri.rfind("hf://", 0) == 0; }
+    bool is_gs() const { return uri.rfind("gs://", 0) == 0; }
+    std::string hf_repo() const { return is_hf() ? uri.substr(5) : ""; }
+    // the adapter's own name: the repository or the last path component
+    std::string name() const {
+        std::string u = uri;
+        while (!u.empty() && u.back() == '/') u.pop_back();
+        return u.substr(u.rfind('/') + 1);
+    }
+};
+
+inline LoraLocation parse_lora_location(const std::string& s, const std::string& bucket) {
+    LoraLocation l;
+    auto bad = [&](const std::string& why) -> LoraLocation {
+        fail(ErrorKind::usage, "CMF_LORA '" + s + "': " + why + " (hf://ORG/NAME[@REV], gs://BUCKET/PATH or a PATH in GCS_BUCKET)");
+    };
+    if (s.rfind("hf://", 0) == 0) {
+        std::string repo = s.substr(5);
+        if (auto at = repo.find('@'); at != std::string::npos) {
+            l.revision = repo.substr(at + 1);
+            repo = repo.substr(0, at);
+            if (l.revision.empty() || l.revision.find_first_of(" \t/") != std::string::npos) return bad("bad revision");
+        }
+        if (!is_hf_repo_id(repo)) return bad("not a Hugging Face repo id");
+        l.uri = "hf://" + repo;
+        return l;
+    }
+    if (s.rfind("file:///", 0) == 0) {
+        l.uri = s;
+        return l;
+    }
+    std::string path = s;
+    std::string b = bucket;
+    if (s.rfind("gs://", 0) == 0) {
+        const std::string rest = s.substr(5);
+        const auto slash = rest.find('/');
+        if (slash == std::string::npos || slash + 1 >= rest.size()) return bad("no object path after the bucket");
+        b = rest.substr(0, slash);
+        path = rest.substr(slash + 1);
+    } else if (s.find("://") != std::string::npos) {
+        return bad("unknown scheme");
+    }
+    while (!path.empty() && path.front() == '/') path.erase(path.begin());
+    if (path.empty() || path.find("..") != std::string::npos) return bad("not a directory path");
+    if (path.back() != '/') path += '/';
+    l.uri = "gs://" + b + "/" + path;
+    return l;
+}
+
 class FactoryConfig {
 public:
     const ConfigValue& at(const std::string& name) const {
@@ -197,6 +253,12 @@ inline FactoryConfig resolve_config(const std::map<std::string, std::string>& fl
     checked("CMF_MODEL", [](const std::string& s) {
         if (!is_hf_repo_id(s)) fail(ErrorKind::usage, "CMF_MODEL '" + s + "' is not a Hugging Face repo id (ORG/NAME)");
     });
+    checked("CMF_PUBLISH_ADAPTER", [](const std::string& s) {
+        if (s != "0" && s != "1") fail(ErrorKind::usage, "CMF_PUBLISH_ADAPTER must be 0 or 1, not '" + s + "'");
+    });
+    checked("CMF_LORA", [](const std::string& s) { parse_lora_location(s, "bucket"); });
+    if (cfg.values_["CMF_PUBLISH_ADAPTER"].value == "1" && cfg.values_["CMF_LORA"].source == ConfigSource::unset)
+        fail(ErrorKind::usage, "CMF_PUBLISH_ADAPTER=1 needs CMF_LORA (the adapter to publish)");
     // Another model than the default one, and no prefix given: name its variants after the
     // repository, lower-cased, without the instruction-tuning suffix:
     // google/gemma-3n-E4B-it -> gemma-3n-e4b-q4, google/gemma-4-E2B-it -> gemma-4-e2b-q8.
@@ -208,6 +270,14 @@ inline FactoryConfig resolve_config(const std::map<std::string, std::string>& fl
         for (const char* suffix : {"-it", "-pt"})
             if (prefix.size() > 3 && prefix.compare(prefix.size() - 3, 3, suffix) == 0) prefix.resize(prefix.size() - 3);
         if (is_model_name(prefix)) cfg.values_["CMF_NAME_PREFIX"] = {prefix, ConfigSource::default_value, "derived from CMF_MODEL"};
+    }
+    // with an adapter and no prefix given: named after the adapter (hf://org/medgemma-triage-lora
+    // -> medgemma-triage-lora-q8), so a merged model never takes the base model's name
+    if (cfg.values_["CMF_NAME_PREFIX"].source == ConfigSource::default_value && cfg.values_["CMF_LORA"].source != ConfigSource::unset) {
+        const LoraLocation l = parse_lora_location(cfg.values_["CMF_LORA"].value, "bucket");
+        std::string prefix = l.name();
+        for (auto& c : prefix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (is_model_name(prefix)) cfg.values_["CMF_NAME_PREFIX"] = {prefix, ConfigSource::default_value, "derived from CMF_LORA"};
     }
     checked("CMF_NAME_PREFIX", [](const std::string& s) {
         if (!is_model_name(s)) fail(ErrorKind::usage, "CMF_NAME_PREFIX '" + s + "': use lower-case letters, digits, '-', '_', '.'");

@@ -81,9 +81,9 @@ struct SourceCacheTarget {
 // Downloads job.hf_repo()@job.revision: from the source cache when the commit is there (each
 // file checked against the manifest), else from the Hub (then copied into the cache). The HF
 // cache for this run is `dir/hub`; the returned snapshot directory is the checkpoint.
-inline SourceSnapshot fetch_hf_source_cached(const Job& job, const fs::path& dir, const std::string& hf_token,
-                                             std::shared_ptr<net::HttpClient> http, const SourceCacheTarget& target,
-                                             const std::function<void(const std::string&)>& log) {
+inline SourceSnapshot fetch_hf_repo_cached(const std::string& repo, const std::string& revision, const fs::path& dir,
+                                           const std::string& hf_token, std::shared_ptr<net::HttpClient> http,
+                                           const SourceCacheTarget& target, const std::function<void(const std::string&)>& log) {
     hub::HfEnv env = hub::HfEnv::from_environment();
     env.token = hf_token;  // the job's secret, not whatever the process environment has
     env.token_origin = hf_token.empty() ? "" : "secrets.hf_token_ref";
@@ -93,7 +93,7 @@ inline SourceSnapshot fetch_hf_source_cached(const Job& job, const fs::path& dir
     if (!fs::is_directory(env.hub_cache)) fail_io("cannot create " + env.hub_cache.string());
     hub::HfClient hf(http, env);
     const hub::HfCache cache(env.hub_cache);
-    const hub::HfSource src = hub::HfSource::parse("hf://" + job.hf_repo() + "@" + job.revision);
+    const hub::HfSource src = hub::HfSource::parse("hf://" + repo + "@" + revision);
     hub::FetchOptions opt;
     opt.connections = 4;
     opt.on_event = [&](const hub::FetchEvent& e) {
@@ -127,7 +127,7 @@ inline SourceSnapshot fetch_hf_source_cached(const Job& job, const fs::path& dir
     // The checkpoint directory is named after the repository (dir/REPO, links to the snapshot's
     // files), not after the commit: the converter names outputs and general.name after it, so
     // the GGUFs are the ones `cmf quantize REPO_DIR` writes.
-    const std::string repo_name = job.hf_repo().substr(job.hf_repo().find('/') + 1);
+    const std::string repo_name = repo.substr(repo.find('/') + 1);
     SourceSnapshot s;
     s.dir = dir / repo_name;
     s.revision = fr.commit;
@@ -143,6 +143,13 @@ inline SourceSnapshot fetch_hf_source_cached(const Job& job, const fs::path& dir
     }
     std::sort(s.files.begin(), s.files.end(), [](const CardFile& a, const CardFile& b) { return a.name < b.name; });
     return s;
+}
+
+// The job's model (hf://ORG/NAME at its revision), through the source cache.
+inline SourceSnapshot fetch_hf_source_cached(const Job& job, const fs::path& dir, const std::string& hf_token,
+                                             std::shared_ptr<net::HttpClient> http, const SourceCacheTarget& target,
+                                             const std::function<void(const std::string&)>& log) {
+    return fetch_hf_repo_cached(job.hf_repo(), job.revision, dir, hf_token, std::move(http), target, log);
 }
 
 }  // namespace cmf::factory

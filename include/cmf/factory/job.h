@@ -12,8 +12,12 @@
 //                "host": "" (registry.ollama.ai) | "HOST[:PORT]" | "https://HOST[:PORT]" |
 //                        "http://127.0.0.1:PORT" (plain http: loopback only, for tests)},
 //   "secrets": {"hf_token_ref": "" | "env:HF_TOKEN" | "file:/path" | "gs://b/o" | "metadata:KEY"},
-//   "flags": {"mmproj": true, "threads": 0, "delete_vm": false}
+//   "flags": {"mmproj": true, "threads": 0, "delete_vm": false, "publish_adapter": false},
+//   "lora": {"uri": "hf://ORG/ADAPTER" | "gs://BUCKET/PATH/" | "file:///abs/dir", "revision": "main"}  (optional)
 // }
+// With "lora" every variant is the model with the adapter merged; with flags.publish_adapter
+// each variant also gets <model_name>-adapter: the base without the adapter plus the adapter as
+// an Ollama ADAPTER layer.
 // Secrets are never in the job, only where to find them: the job sits in instance metadata,
 // readable by anyone with compute.instances.get and by every process on the VM.
 #pragma once
@@ -54,6 +58,9 @@ struct Job {
     bool mmproj = true;  // write the vision projector when the model has a vision tower
     unsigned threads = 0;
     bool delete_vm = false;
+    std::string lora_uri;  // "" = no adapter
+    std::string lora_revision = "main";
+    bool publish_adapter = false;
 
     bool source_is_hf() const { return source_uri.rfind("hf://", 0) == 0; }
     std::string source_local_path() const { return source_uri.rfind("file://", 0) == 0 ? source_uri.substr(7) : ""; }
@@ -163,12 +170,21 @@ inline void validate_job(const Job& j) {
         bad(e.what());
     }
     if (j.threads > 1024) bad("flags.threads must be 0 (all cores) to 1024");
+    if (!j.lora_uri.empty()) {
+        const bool hf = j.lora_uri.rfind("hf://", 0) == 0;
+        if (hf && !is_hf_repo_id(j.lora_uri.substr(5))) bad("lora.uri '" + j.lora_uri + "' is not hf://ORG/NAME");
+        if (!hf && j.lora_uri.rfind("gs://", 0) != 0 && j.lora_uri.rfind("file:///", 0) != 0)
+            bad("lora.uri '" + j.lora_uri + "' must be hf://ORG/NAME, gs://BUCKET/PATH/ or file:///ABSOLUTE/DIR");
+        if (j.lora_revision.empty() || j.lora_revision.size() > 128 || j.lora_revision.find_first_of(" \t\n/") != std::string::npos)
+            bad("lora.revision '" + j.lora_revision + "' is not a branch, tag or commit");
+    }
+    if (j.publish_adapter && j.lora_uri.empty()) bad("flags.publish_adapter needs a lora");
 }
 
 inline nlohmann::json job_to_json(const Job& j) {
     nlohmann::json v = nlohmann::json::array();
     for (const auto& x : j.variants) v.push_back({{"name", x.name}, {"type", x.type}, {"model_name", x.model_name}});
-    return {{"schema", kJobSchema},
+    nlohmann::json out = {{"schema", kJobSchema},
             {"job_id", j.job_id},
             {"created", j.created},
             {"source", {{"uri", j.source_uri}, {"revision", j.revision}}},
@@ -178,7 +194,9 @@ inline nlohmann::json job_to_json(const Job& j) {
                                                : nlohmann::json{{"namespace", j.registry_namespace}, {"key_ref", j.registry_key_ref},
                                                                 {"host", j.registry_host}}},
             {"secrets", {{"hf_token_ref", j.hf_token_ref}}},
-            {"flags", {{"mmproj", j.mmproj}, {"threads", j.threads}, {"delete_vm", j.delete_vm}}}};
+            {"flags", {{"mmproj", j.mmproj}, {"threads", j.threads}, {"delete_vm", j.delete_vm}, {"publish_adapter", j.publish_adapter}}}};
+    if (!j.lora_uri.empty()) out["lora"] = {{"uri", j.lora_uri}, {"revision", j.lora_revision}};
+    return out;
 }
 
 // Parses and validates. Unknown keys are errors: a misspelt flag must not be ignored on a VM.
@@ -196,7 +214,7 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
         for (auto it = o.begin(); it != o.end(); ++it)
             if (!keys.count(it.key())) bad("unknown key '" + (where.empty() ? "" : where + ".") + it.key() + "'");
     };
-    only(d, "", {"schema", "job_id", "created", "source", "variants", "output", "registry", "secrets", "flags"});
+    only(d, "", {"schema", "job_id", "created", "source", "variants", "output", "registry", "secrets", "flags", "lora"});
     auto str = [&](const nlohmann::json& o, const char* k, const std::string& where, bool required) -> std::string {
         if (!o.contains(k)) {
             if (required) bad("missing " + where + k);
@@ -234,7 +252,7 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
     }
     if (d.contains("flags")) {
         const auto& f = d["flags"];
-        only(f, "flags", {"mmproj", "threads", "delete_vm"});
+        only(f, "flags", {"mmproj", "threads", "delete_vm", "publish_adapter"});
         auto boolean = [&](const char* k, bool& out) {
             if (!f.contains(k)) return;
             if (!f[k].is_boolean()) bad(std::string("flags.") + k + " must be true or false");
@@ -242,10 +260,16 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
         };
         boolean("mmproj", j.mmproj);
         boolean("delete_vm", j.delete_vm);
+        boolean("publish_adapter", j.publish_adapter);
         if (f.contains("threads")) {
             if (!f["threads"].is_number_unsigned()) bad("flags.threads must be a non-negative integer");
             j.threads = f["threads"].get<unsigned>();
         }
+    }
+    if (d.contains("lora")) {
+        only(d["lora"], "lora", {"uri", "revision"});
+        j.lora_uri = str(d["lora"], "uri", "lora.", true);
+        if (d["lora"].contains("revision")) j.lora_revision = str(d["lora"], "revision", "lora.", true);
     }
     try {
         validate_job(j);

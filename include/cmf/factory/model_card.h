@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,6 +20,17 @@ struct CardFile {
     std::string sha256;
 };
 
+// The LoRA adapter merged into (or published beside) a variant.
+struct CardLora {
+    std::string source, revision;  // hf://org/adapter, resolved commit
+    uint32_t r = 0;
+    double alpha = 0;
+    bool rslora = false;
+    std::vector<std::string> targets;
+    std::vector<CardFile> files;
+    std::string form = "merged";  // "merged": in the weights; "adapter": an ADAPTER layer on the base
+};
+
 struct ModelCardInput {
     std::string model_name;    // coheara-medgemma-4b-q4s
     std::string base_model;    // google/medgemma-1.5-4b-it (or the local directory)
@@ -28,6 +40,7 @@ struct ModelCardInput {
     std::string cmf_version, built_at, job_id;
     std::string license;       // the base model card's `license:` (empty: unknown)
     std::string license_name, license_link;
+    std::optional<CardLora> lora;
 };
 
 // Reads `license`, `license_name`, `license_link` from the YAML front matter of the base
@@ -60,10 +73,23 @@ inline std::string render_model_card(const ModelCardInput& in) {
     if (!in.license_name.empty()) o << "license_name: " << in.license_name << "\n";
     if (!in.license_link.empty()) o << "license_link: " << in.license_link << "\n";
     o << "tags:\n- gguf\n- " << in.type << "\n";
+    if (in.lora) o << "- lora\n";
     o << "---\n\n";
     o << "# " << in.model_name << "\n\n";
     o << "`" << in.base_model << "` (revision `" << in.revision << "`) converted to GGUF and quantized to **" << in.type
       << "** by cmf. The tensors are what llama.cpp's `convert_hf_to_gguf.py` and `llama-quantize` write.\n\n";
+    if (in.lora) {
+        const CardLora& l = *in.lora;
+        o << "## LoRA adapter\n\n";
+        o << (l.form == "merged" ? "Merged into the weights (PEFT `merge_and_unload()` arithmetic, before quantization): "
+                                 : "Carried as Ollama's ADAPTER layer on the unmerged base: ")
+          << "`" << l.source << "` (revision `" << l.revision << "`), r " << l.r << ", alpha " << l.alpha
+          << (l.rslora ? ", rsLoRA (scale alpha/sqrt(r))" : "") << ", targets";
+        for (size_t i = 0; i < l.targets.size(); ++i) o << (i ? ", " : " ") << "`" << l.targets[i] << "`";
+        o << ".\n\n| adapter file | size (bytes) | sha256 |\n|---|---:|---|\n";
+        for (const auto& f : l.files) o << "| " << f.name << " | " << f.size << " | `" << f.sha256 << "` |\n";
+        o << "\n";
+    }
     o << "## Files\n\n| file | size (bytes) | sha256 |\n|---|---:|---|\n";
     for (const auto& f : in.outputs) o << "| " << f.name << " | " << f.size << " | `" << f.sha256 << "` |\n";
     o << "\n## Inputs\n\n| file | size (bytes) | sha256 |\n|---|---:|---|\n";

@@ -4,7 +4,10 @@
 //   1. read markers: a variant with `.built` is done and is not rebuilt; a `-error.fail` of an
 //      earlier attempt is cleared and the variant retried
 //   2. source: a local checkpoint directory, or hf:// through the Hugging Face seam
-//      (WorkerHooks::fetch_hf_source); sha256 of every input file
+//      (WorkerHooks::fetch_hf_source); sha256 of every input file. With a LoRA adapter
+//      (job.lora: hf://, the job's bucket, or a local directory) that too; it is merged into
+//      every variant in the pass, and with flags.publish_adapter the same pass writes the base
+//      without it and the GGUF adapter, published as <model_name>-adapter (ADAPTER layer)
 //   3. one pass over the source for ALL pending variants (pipeline/convert.h); each variant is
 //      planned alone first so a variant that cannot be made fails alone
 //   4. per variant: GGUF (+ mmproj), quality report and model card to models/<name>/, then the
@@ -43,6 +46,7 @@
 #include "cmf/factory/ollama_export.h"
 #include "cmf/core/redact.h"
 #include "cmf/factory/status.h"
+#include "cmf/pipeline/adapter_gguf.h"
 #include "cmf/pipeline/convert.h"
 #include "cmf/pipeline/ollama_layout.h"
 #include "cmf/pipeline/quality_report.h"
@@ -72,6 +76,9 @@ struct PushOutcome {
 struct WorkerHooks {
     // Seam: the Hugging Face client downloads job.hf_repo() at job.revision into `dir`.
     std::function<SourceSnapshot(const Job&, const fs::path& dir, const std::string& hf_token)> fetch_hf_source;
+    // Seam: the same client downloads the LoRA adapter repository `repo` at `revision` into `dir`.
+    std::function<SourceSnapshot(const std::string& repo, const std::string& revision, const fs::path& dir, const std::string& hf_token)>
+        fetch_hf_adapter;
     // Seam: pushes one built variant (its `.built` marker JSON names the objects) to the registry.
     // `registry_key` is the resolved registry.key_ref ("" when none); it is registered with the
     // redactor before the call, so it never reaches a log, marker or status line.
@@ -318,6 +325,14 @@ private:
             }
             for (const auto& f : src.files) log("input " + f.name + " " + std::to_string(f.size) + " bytes sha256 " + f.sha256, pending);
             status_["resolved_revision"] = src.revision;
+            if (!job_.lora_uri.empty()) {
+                stage = "fetching the adapter";
+                phase("adapter", job_.lora_uri);
+                lora_ = fetch_adapter(pending);
+                adapter_ = load_lora_adapter(lora_->dir);
+                for (const auto& f : lora_->files) log("adapter " + f.name + " " + std::to_string(f.size) + " bytes sha256 " + f.sha256, pending);
+                status_["lora"] = {{"uri", job_.lora_uri}, {"revision", lora_->revision}, {"r", adapter_->r}, {"alpha", adapter_->alpha}};
+            }
 
             stage = "planning";
             phase("plan", std::to_string(pending.size()) + " variant(s)");
@@ -343,6 +358,14 @@ private:
             if (job_.mmproj && plan0.config.has_vision() && !plan0.spec->mmproj)
                 log("text model only: " + std::string(plan0.spec->mmproj_refusal), pending);
             ConversionPlan plan = req.mmproj ? plan_conversion(req) : std::move(plan0);
+            if (job_.publish_adapter) {
+                AdapterRequest ar;
+                ar.adapter = lora_->dir;
+                ar.base = src.dir;
+                ar.out_dir = out_dir;
+                ar.types = {ConvertType::F16};
+                add_adapter_files(plan, ar);
+            }
             // The Ollama export's model file: Ollama's single-file layout (text + vision tower)
             // written in the same pass, one per variant, after the llama.cpp files.
             std::optional<size_t> ollama_base;
@@ -364,7 +387,9 @@ private:
             stage = "quantizing";
             std::string types;
             for (const auto* v : pending) types += (types.empty() ? "" : ",") + v->type;
-            log("one pass over the source for " + types + (req.mmproj ? " + mmproj" : ""), pending);
+            log("one pass over the source for " + types + (req.mmproj ? " + mmproj" : "") +
+                    (lora_ ? ", merging " + job_.lora_uri + (job_.publish_adapter ? " (+ the base and the GGUF adapter)" : "") : ""),
+                pending);
             phase("quantize", types, 0);
             const unsigned threads = job_.threads ? job_.threads : std::max(1u, std::thread::hardware_concurrency());
             // the plan knows every output's exact size: refuse now rather than fail on the last file
@@ -401,10 +426,73 @@ private:
         }
     }
 
+    // The adapter directory: from the Hub (the HF seam, cached like the model), from the job's
+    // bucket (every object directly under the path), or a local directory.
+    SourceSnapshot fetch_adapter(const std::vector<const JobVariant*>& pending) {
+        SourceSnapshot s;
+        const std::string& uri = job_.lora_uri;
+        const fs::path dir = opts_.work_dir / "adapter";
+        std::error_code ec;
+        if (uri.rfind("hf://", 0) == 0) {
+            if (!hooks_.fetch_hf_adapter) fail(ErrorKind::usage, "hf:// adapters need the Hugging Face client, which is not in this build");
+            return hooks_.fetch_hf_adapter(uri.substr(5), job_.lora_revision, dir, hf_token_);
+        }
+        if (uri.rfind("file://", 0) == 0) {
+            s.dir = uri.substr(7);
+            if (!fs::is_directory(s.dir)) fail_input("adapter " + s.dir.string() + " is not a directory");
+            s.revision = "local directory";
+            s.files = hash_source_files(s.dir);
+            return s;
+        }
+        // gs://BUCKET/PATH/: the job's bucket
+        const std::string mine = bucket_.uri() + "/";
+        if (uri.rfind(mine, 0) != 0) fail_input("adapter " + uri + " is not in the job's bucket " + bucket_.uri());
+        const std::string path = uri.substr(mine.size());
+        std::string name = path.substr(0, path.size() - 1);
+        name = name.substr(name.rfind('/') + 1);
+        s.dir = dir / name;
+        fs::remove_all(dir, ec);
+        fs::create_directories(s.dir, ec);
+        if (!fs::is_directory(s.dir)) fail_io("cannot create " + s.dir.string());
+        size_t n = 0;
+        for (const auto& o : bucket_.list(path)) {
+            const std::string rel = o.name.substr(path.size());
+            if (rel.empty() || rel.find('/') != std::string::npos) continue;
+            auto data = bucket_.get(o.name);
+            if (!data) fail_input("adapter object " + o.name + " vanished while reading it");
+            TempFile f(s.dir / rel);
+            f.write(*data);
+            f.commit();
+            ++n;
+        }
+        if (n == 0) fail_input("adapter " + uri + ": no objects under that path");
+        log("adapter: " + std::to_string(n) + " object(s) from " + uri, pending);
+        s.revision = "bucket object";
+        s.files = hash_source_files(s.dir);
+        return s;
+    }
+
+    CardLora card_lora(const std::string& form) const {
+        CardLora l;
+        l.source = job_.lora_uri;
+        l.revision = lora_->revision.empty() ? job_.lora_revision : lora_->revision;
+        l.r = adapter_->r;
+        l.alpha = adapter_->alpha;
+        l.rslora = adapter_->rslora;
+        l.targets = adapter_->targets();
+        l.files = lora_->files;
+        l.form = form;
+        return l;
+    }
+
     ConvertRequest request(const fs::path& src, const fs::path& out, const std::vector<const JobVariant*>& vs) const {
         ConvertRequest r;
         r.src = src;
         r.out_dir = out;
+        if (lora_) {
+            r.loras.push_back({lora_->dir, 1.0});
+            r.unmerged_too = job_.publish_adapter;
+        }
         for (const auto* v : vs) {
             auto pv = parse_variant(factory_type_name(v->name));
             if (!pv) fail(ErrorKind::internal, "variant " + v->name + " lost its type");
@@ -423,6 +511,12 @@ private:
             ao.model_gguf = plan.files[k].path;
             if (mmproj_index) ao.projector_gguf = plan.files[*mmproj_index].path;
         }
+        return publish_export(v, v.model_name, std::move(ao), src);
+    }
+
+    // Writes and uploads models/<model_name>/<model_name>.ollama.tar.zst for `ao` (+ the base's licenses).
+    nlohmann::json publish_export(const JobVariant& v, const std::string& model_name, ollama::AssembleOptions ao, const SourceSnapshot& src) {
+        const bool single_file = ollama::summarize_gguf(ao.model_gguf).has_vision;  // Ollama's single-file layout
         // the base model's terms when the checkpoint ships them (the derivative notice is always added)
         std::vector<fs::path> lic;
         for (const auto& e : fs::directory_iterator(src.dir)) {
@@ -438,13 +532,13 @@ private:
         }
         const ollama::OllamaModel m = ollama::assemble_model(ao);
         const ollama::ModelName name =
-            ollama::parse_model_name((job_.registry_namespace.empty() ? std::string() : job_.registry_namespace + "/") + v.model_name);
-        const std::string fname = v.model_name + ".ollama.tar.zst";
+            ollama::parse_model_name((job_.registry_namespace.empty() ? std::string() : job_.registry_namespace + "/") + model_name);
+        const std::string fname = model_name + ".ollama.tar.zst";
         const fs::path local = opts_.work_dir / "out" / fname;
         const OllamaExport e = write_ollama_export(local, m, name);
         const uint64_t size = fs::file_size(local);
         const std::string sha = sha256_file(local);
-        const std::string obj = model_object(job_.prefix, v.model_name, fname);
+        const std::string obj = model_object(job_.prefix, model_name, fname);
         bucket_.put_file(obj, local);
         std::error_code ec;
         fs::remove(local, ec);
@@ -452,7 +546,29 @@ private:
                 " bytes) to " + obj,
             {&v});
         return {{"object", obj},       {"name", fname},           {"size", size}, {"sha256", sha}, {"model", e.model},
-                {"manifest_digest", e.manifest_digest}, {"single_file", ollama_index.has_value()}};
+                {"manifest_digest", e.manifest_digest}, {"single_file", single_file}};
+    }
+
+    // Uploads plan files `idx` (+ quality reports) to models/<model_name>/; adds them to the card.
+    nlohmann::json upload_files(const JobVariant& v, const std::string& model_name, const ConversionPlan& plan, const ConvertResult& res,
+                                const std::vector<size_t>& idx, ModelCardInput& card) {
+        nlohmann::json files = nlohmann::json::array();
+        for (size_t i : idx) {
+            const auto& pf = plan.files[i];
+            const fs::path& local = pf.path;
+            const std::string fname = local.filename().string();
+            const uint64_t size = fs::file_size(local);
+            const std::string sha = sha256_file(local);
+            const std::string obj = model_object(job_.prefix, model_name, fname);
+            bucket_.put_file(obj, local);
+            log("uploaded " + fname + " (" + std::to_string(size) + " bytes, sha256 " + sha + ") to " + obj, {&v});
+            card.outputs.push_back({fname, size, sha});
+            files.push_back({{"object", obj}, {"name", fname}, {"size", size}, {"sha256", sha}, {"label", pf.label}});
+            fs::path q = local;
+            q.replace_extension(".quality.json");
+            bucket_.put(model_object(job_.prefix, model_name, q.filename().string()), quality_report_json(plan, pf, res.errors[i]).dump(1) + "\n");
+        }
+        return files;
     }
 
     void publish_variant(const JobVariant& v, const ConversionPlan& plan, const ConvertResult& res, size_t k,
@@ -472,32 +588,46 @@ private:
         card.built_at = utc_timestamp();
         card.job_id = job_.job_id;
         read_base_license(src.dir / "README.md", card);
-        nlohmann::json files = nlohmann::json::array();
-        for (size_t i : idx) {
-            const auto& pf = plan.files[i];
-            const fs::path& local = pf.path;
-            const std::string fname = local.filename().string();
-            const uint64_t size = fs::file_size(local);
-            const std::string sha = sha256_file(local);
-            const std::string obj = model_object(job_.prefix, v.model_name, fname);
-            bucket_.put_file(obj, local);
-            log("uploaded " + fname + " (" + std::to_string(size) + " bytes, sha256 " + sha + ") to " + obj, {&v});
-            card.outputs.push_back({fname, size, sha});
-            files.push_back({{"object", obj}, {"name", fname}, {"size", size}, {"sha256", sha}, {"label", pf.label}});
-            fs::path q = local;
-            q.replace_extension(".quality.json");
-            bucket_.put(model_object(job_.prefix, v.model_name, q.filename().string()), quality_report_json(plan, pf, res.errors[i]).dump(1) + "\n");
-        }
+        if (lora_) card.lora = card_lora("merged");
+        nlohmann::json files = upload_files(v, v.model_name, plan, res, idx, card);
         nlohmann::json exp;
         if (opts_.ollama_export) {
             exp = publish_ollama_export(v, plan, k, mmproj_index, ollama_index, src);
             card.outputs.push_back({exp["name"].get<std::string>(), exp["size"].get<uint64_t>(), exp["sha256"].get<std::string>()});
         }
         bucket_.put(model_object(job_.prefix, v.model_name, "README.md"), redact_(render_model_card(card)));
+        // <model_name>-adapter: the base without the adapter + the GGUF adapter as Ollama's ADAPTER layer
+        nlohmann::json adapter_model;
+        if (job_.publish_adapter) {
+            const std::string am = v.model_name + "-adapter";
+            std::optional<size_t> base_i, adapter_i;
+            for (size_t i = 0; i < plan.files.size(); ++i) {
+                if (plan.files[i].without_lora && plan.files[i].label == plan.files[k].label + " base") base_i = i;
+                if (plan.files[i].label.rfind("LoRA ", 0) == 0) adapter_i = i;
+            }
+            if (!base_i || !adapter_i) fail(ErrorKind::internal, "the pass has no base or adapter file for " + v.name);
+            ModelCardInput ac = card;
+            ac.model_name = am;
+            ac.outputs.clear();
+            ac.lora = card_lora("adapter");
+            std::vector<size_t> aidx = {*base_i, *adapter_i};
+            if (mmproj_index) aidx.push_back(*mmproj_index);
+            nlohmann::json afiles = upload_files(v, am, plan, res, aidx, ac);
+            ollama::AssembleOptions ao;
+            ao.model_gguf = plan.files[*base_i].path;
+            if (mmproj_index) ao.projector_gguf = plan.files[*mmproj_index].path;
+            ao.adapter_gguf = plan.files[*adapter_i].path;
+            nlohmann::json aexp = publish_export(v, am, std::move(ao), src);
+            ac.outputs.push_back({aexp["name"].get<std::string>(), aexp["size"].get<uint64_t>(), aexp["sha256"].get<std::string>()});
+            bucket_.put(model_object(job_.prefix, am, "README.md"), redact_(render_model_card(ac)));
+            adapter_model = {{"model_name", am}, {"files", afiles}, {"ollama_export", aexp}};
+        }
         nlohmann::json built = {{"variant", v.name},     {"type", v.type},         {"model_name", v.model_name}, {"job_id", job_.job_id},
                                 {"source", job_.source_uri}, {"revision", card.revision}, {"built_at", card.built_at}, {"cmf_version", CMF_VERSION},
                                 {"files", files}};
         if (!exp.is_null()) built["ollama_export"] = exp;
+        if (!adapter_model.is_null()) built["adapter_model"] = adapter_model;
+        if (lora_) built["lora"] = {{"uri", job_.lora_uri}, {"revision", card.lora->revision}};
         log("built " + v.model_name, {&v});
         flush_log(v);
         // artifacts first, then the marker: a marker always means the files are complete
@@ -578,6 +708,17 @@ private:
                     report_.push[v.name] = "skipped: " + redact_(p.skip_reason);
                     continue;
                 }
+                // the adapter model rides on the same blobs' registry; pushed right after
+                PushOutcome ap;
+                if (built_info_[v.name].contains("adapter_model")) {
+                    const auto& am = built_info_[v.name]["adapter_model"];
+                    const JobVariant av{v.name, v.type, am["model_name"].get<std::string>()};
+                    ap = hooks_.push(job_, av, {{"ollama_export", am["ollama_export"]}}, *key);
+                    if (ap.pushed)
+                        log("pushed " + ap.reference + " (the adapter on the base): " + std::to_string(ap.uploaded) + " blob(s) uploaded, manifest " +
+                                ap.manifest_digest,
+                            {&v});
+                }
                 nlohmann::json m = {{"variant", v.name},
                                     {"reference", p.reference},
                                     {"manifest_digest", p.manifest_digest},
@@ -587,13 +728,15 @@ private:
                                     {"bytes_uploaded", p.bytes_uploaded},
                                     {"pushed_at", utc_timestamp()},
                                     {"job_id", job_.job_id}};
+                if (ap.pushed) m["adapter_model"] = {{"reference", ap.reference}, {"manifest_digest", ap.manifest_digest}};
                 bucket_.put_if_absent(marker_pushed(job_.prefix, v.name), redact_(m.dump(1)) + "\n");
                 sv["push"] = {{"state", "pushed"},
                               {"reference", p.reference},
                               {"manifest_digest", p.manifest_digest},
                               {"uploaded", p.uploaded},
                               {"already_present", p.already_present}};
-                report_.push[v.name] = "pushed " + p.reference;
+                if (ap.pushed) sv["push"]["adapter_model"] = {{"reference", ap.reference}, {"manifest_digest", ap.manifest_digest}};
+                report_.push[v.name] = "pushed " + p.reference + (ap.pushed ? " and " + ap.reference : "");
                 log("pushed " + p.reference + ": " + std::to_string(p.uploaded) + " blob(s) uploaded (" + std::to_string(p.bytes_uploaded) +
                         " bytes), " + std::to_string(p.already_present) + " already present; manifest " + p.manifest_digest,
                     {&v});
@@ -626,6 +769,8 @@ private:
     nlohmann::json status_;
     std::map<std::string, std::string> logs_;
     std::map<std::string, nlohmann::json> built_info_;
+    std::optional<SourceSnapshot> lora_;  // the fetched adapter, when the job has one
+    std::shared_ptr<const LoraAdapter> adapter_;
     std::chrono::steady_clock::time_point last_beat_{};
     std::mutex hb_mu_;
     nlohmann::json hb_;
