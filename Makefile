@@ -54,6 +54,7 @@ bench: deps-bench build
 	$(BUILD)/quant_throughput --benchmark_min_time=0.5
 	bash bench/e2e.sh --cmf $(BUILD)/cmf
 	bash bench/e2e_families.sh --cmf $(BUILD)/cmf
+	bash bench/lora_merge.sh --cmf $(BUILD)/cmf
 	sh bench/download.sh $(BUILD)
 
 clean:
