@@ -647,6 +647,35 @@ TEST_F(Simulation, BuildPlusPushWithLoraMergedAndAdapterModel) {
     EXPECT_EQ(compute_stats()["live"], 0);
 }
 
+// CMF_LORA as a path in GCS_BUCKET: the worker reads the adapter from the bucket (every object
+// right under the path), merges it, and the card names where it came from.
+TEST_F(Simulation, BuildWithLoraFromTheBucket) {
+    const fs::path ad = dir->path() / "bucket-lora";
+    auto r = cmf::test::run_cmf("synth " + cmf::test::shell_quote(ad.string()) + " --adapter-for " + cmf::test::shell_quote(source_dir().string()) +
+                                " --r 8 --alpha 16 --targets q_proj,v_proj");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    start({{"guest", "startup-script"}, {"delete_delay_ms", 200}});
+    for (const auto& e : fs::directory_iterator(ad)) gcs->upload("cmf-sim", "adapters/bucket-lora/" + e.path().filename().string(), cmf::test::read_file(e.path()));
+    gcs->upload("cmf-sim", "adapters/bucket-lora/nested/ignored.txt", "not part of the adapter");
+    extra_env = {"CMF_LORA=adapters/bucket-lora"};
+    Child c = cmf_run({"build", "q8", "--poll", "0.3"}, "build.log");
+    ASSERT_EQ(c.wait(std::chrono::seconds(600)), 0) << c.output();
+    const fs::path named = work / "tiny-gemma";
+    fs::create_directory_symlink(source_dir(), named);
+    r = cmf::test::run_cmf("quantize " + cmf::test::shell_quote(named.string()) + " --lora " + cmf::test::shell_quote(ad.string()) + " --quant q8_0 --quiet --out " +
+                           cmf::test::shell_quote((work / "local").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // the model is named by CMF_NAME_PREFIX (set by the fixture), the file after base and adapter
+    auto gguf = gcs->read_all("cmf-sim", "models/sim-q8/tiny-gemma-bucket-lora-Q8_0.gguf");
+    ASSERT_TRUE(gguf) << c.output();
+    EXPECT_TRUE(*gguf == cmf::test::read_file(work / "local" / "tiny-gemma-bucket-lora-Q8_0.gguf"));
+    auto card = gcs->read_all("cmf-sim", "models/sim-q8/README.md");
+    ASSERT_TRUE(card);
+    EXPECT_NE(card->find("gs://cmf-sim/adapters/bucket-lora/"), std::string::npos) << *card;
+    EXPECT_EQ(card->find("ignored.txt"), std::string::npos) << *card;
+    EXPECT_EQ(compute_stats()["live"], 0);
+}
+
 TEST_F(Simulation, WorkerFailureShowsTheErrorAndLogTailAndNoSecret) {
     start({{"guest", "startup-script"}, {"delete_delay_ms", 200}}, /*grant=*/false);  // gated, token not granted
     Child c = cmf_run({"build", "q8", "--poll", "0.3"}, "build.log");
