@@ -111,6 +111,25 @@ TEST(Job, RoundTripsThroughJson) {
     EXPECT_TRUE(k.mmproj);
 }
 
+// A job with a LoRA adapter: lora {uri, revision} and flags.publish_adapter round-trip; bad ones
+// are one clear line.
+TEST(Job, LoraRoundTripsAndIsChecked) {
+    Job j = sample_job();
+    j.lora_uri = "hf://coheara/triage-lora";
+    j.lora_revision = "v2";
+    j.publish_adapter = true;
+    const Job k = job_from_json_text(job_to_json(j).dump(), "job.json");
+    EXPECT_EQ(k.lora_uri, "hf://coheara/triage-lora");
+    EXPECT_EQ(k.lora_revision, "v2");
+    EXPECT_TRUE(k.publish_adapter);
+    EXPECT_EQ(job_to_json(k), job_to_json(j));
+    EXPECT_FALSE(job_to_json(sample_job()).contains("lora"));  // absent when there is none
+    EXPECT_NE(job_error([](auto& d) { d["lora"] = {{"uri", "s3://x/y"}}; }).find("lora.uri"), std::string::npos);
+    EXPECT_NE(job_error([](auto& d) { d["lora"] = {{"uri", "hf://only-one-part"}}; }).find("lora.uri"), std::string::npos);
+    EXPECT_NE(job_error([](auto& d) { d["lora"] = {{"uri", "hf://a/b"}, {"rev", "x"}}; }).find("unknown key 'lora.rev'"), std::string::npos);
+    EXPECT_NE(job_error([](auto& d) { d["flags"]["publish_adapter"] = true; }).find("publish_adapter needs a lora"), std::string::npos);
+}
+
 TEST(Job, ValidationErrorsAreClear) {
     EXPECT_NE(job_error([](auto& d) { d["secrets"]["hf_token_ref"] = "hf_FAKE-looks-like-a-token"; }).find("never the secret itself"), std::string::npos);
     EXPECT_NE(job_error([](auto& d) { d["registry"]["key_ref"] = "-----BEGIN OPENSSH PRIVATE KEY-----"; }).find("registry.key_ref"),
