@@ -7,6 +7,7 @@
 
 #include "cmf/core/error.h"
 #include "cmf/core/temp_file.h"
+#include "cmf/engine/engine.h"
 #include "cmf/quant/kernels_dispatch.h"
 #include "orchestrate/commands.h"
 
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     if (cmd == "--version" || cmd == "version") {
-        std::printf("cmf %s (simd %s)\n", CMF_VERSION, cmf::quant::simd_level_name());
+        std::printf("cmf %s (simd %s)\nengine: %s\n", CMF_VERSION, cmf::quant::simd_level_name(), cmf::engine::info().description.c_str());
         return 0;
     }
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
