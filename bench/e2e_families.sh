@@ -14,11 +14,6 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${CMF_SHARED_DIR:-$ROOT/../shared}"
-RIG="${REF_RIG:-$ROOT/../rig}"
-CMF="${CMF_BIN:-}"
-SCRATCH="${CMF_BENCH_DIR:-/tmp/cmf-bench}"
 ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in

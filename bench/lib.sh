@@ -10,6 +10,15 @@ time_fields() {
 # KiB -> "N MiB"
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f MiB", k / 1024 }'; }
 
+# The paths every bench script starts from (before its option parsing): the project root, the
+# golden data, the reference rig, the cmf binary (CMF_BIN; else found by bench_prepare) and the
+# scratch directory. ROOT is lib.sh's parent directory.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${CMF_SHARED_DIR:-$ROOT/../shared}"
+RIG="${REF_RIG:-$ROOT/../rig}"
+CMF="${CMF_BIN:-}"
+SCRATCH="${CMF_BENCH_DIR:-/tmp/cmf-bench}"
+
 # After option parsing: the cmf binary ($CMF, else the newest build*/cmf), GNU time, and whether
 # llama.cpp's side can be measured (REF=1: the rig at $RIG and /usr/bin/python3 with torch).
 # $1 is the script name for messages. Creates $SCRATCH.

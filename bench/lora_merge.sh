@@ -12,11 +12,6 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${CMF_SHARED_DIR:-$ROOT/../shared}"
-RIG="${REF_RIG:-$ROOT/../rig}"
-CMF="${CMF_BIN:-}"
-SCRATCH="${CMF_BENCH_DIR:-/tmp/cmf-bench}"
 PRESET=gemma4-e2b-1b
 RUNS=3
 while [ $# -gt 0 ]; do
