@@ -21,5 +21,7 @@ int cmd_selftest(const std::vector<std::string>& argv);
 int cmd_import(const std::vector<std::string>& argv);
 int cmd_push(const std::vector<std::string>& argv);
 int cmd_pull(const std::vector<std::string>& argv);
+int cmd_eval(const std::vector<std::string>& argv);
+int cmd_imatrix(const std::vector<std::string>& argv);
 
 }  // namespace cmf::cli

@@ -23,6 +23,8 @@ commands:
   quantize SRC_DIR --quant TYPES   convert a local checkpoint to GGUF (f16, bf16, q8_0, q4_k_m, ...)
   fetch hf://ORG/REPO[@REV]        download a model into the Hugging Face cache (--cache gs://...)
   inspect FILE.gguf                print a GGUF file's metadata and tensor table
+  eval --ref REF.gguf VARIANT...   KL divergence, top-1, PPL ratio against the lossless file (llama.cpp)
+  imatrix MODEL|CKPT -o FILE       importance matrix with llama.cpp, as llama-imatrix writes it
   synth OUT_DIR [--preset P]       write a synthetic checkpoint (tiny, tiny-mm, medgemma-text, ...)
   config                           print the factory configuration (.env, environment, options)
   build VARIANTS --backend local   build q4s,q4,q8,f16,... as a factory job (markers, cards, logs)
@@ -48,6 +50,8 @@ const Command kCommands[] = {
     {"quantize", cmf::cli::cmd_quantize},
     {"fetch", cmf::cli::cmd_fetch},
     {"inspect", cmf::cli::cmd_inspect},
+    {"eval", cmf::cli::cmd_eval},
+    {"imatrix", cmf::cli::cmd_imatrix},
     {"synth", cmf::cli::cmd_synth},
     {"config", cmf::cli::cmd_config},
     {"build", cmf::cli::cmd_build},

@@ -5,6 +5,8 @@
 # it once per (version, compiler, flags) and caches PREFIX, so rebuilding cmf never rebuilds it.
 #
 #   bash scripts/build_engine.sh PREFIX [C_COMPILER CXX_COMPILER]
+#   bash scripts/build_engine.sh --cpu-flags     (the CPU backend's cmake flags, for a reference
+#                                                 build of llama.cpp's tools with the same kernels)
 #
 # The source: $CMF_ENGINE_SRC (a llama.cpp checkout or the .bundle, for offline builds), else
 # `npm pack node-llama-cpp@3.22.1` (npm's cache makes a second fetch free). Nothing of it is kept
@@ -13,6 +15,9 @@
 # GCE machine family is; cmf checks the CPU before the engine's first use (engine.h).
 # Writes PREFIX atomically: a half-built engine is never taken for a cached one.
 set -euo pipefail
+# x86-64-v3: the kernels every result of the engine comes from
+cpu_flags=(-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF)
+if [ "${1:-}" = --cpu-flags ]; then echo "${cpu_flags[*]}"; exit 0; fi
 prefix=${1:?usage: build_engine.sh PREFIX [CC CXX]}
 cc=${2:-cc}
 cxx=${3:-c++}
@@ -38,8 +43,7 @@ cmake -S "$src" -B "$work/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_INSTALL_PREFIX="$work/install" \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_MTMD=ON \
-  -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=OFF -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=OFF \
-  -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF >/dev/null
+  -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=OFF "${cpu_flags[@]}" >/dev/null
 cmake --build "$work/build" -j "$(nproc)" >/dev/null
 cmake --install "$work/build" >/dev/null
 printf 'llama.cpp from node-llama-cpp@%s, commit %s, CPU backend x86-64-v3 (AVX2 FMA F16C BMI2)\n' "$version" "$commit" >"$work/install/ENGINE"

@@ -25,4 +25,25 @@ std::vector<std::string> greedy_pieces(const std::filesystem::path&, const std::
     return {};
 }
 
+struct Reference::Impl {};
+Reference::Reference(const std::filesystem::path&, const EvalText&, const EvalSettings&) { require(); }
+Reference::~Reference() = default;
+KldStats Reference::compare(const std::filesystem::path&) const {
+    require();
+    return {};
+}
+size_t Reference::text_tokens() const { return 0; }
+int Reference::chunks() const { return 0; }
+double Reference::ppl() const { return 0; }
+
+Imatrix collect_imatrix(const std::filesystem::path&, const EvalText&, const EvalSettings&, bool) {
+    require();
+    return {};
+}
+
+std::string render_text(const std::filesystem::path&, const EvalText&) {
+    require();
+    return {};
+}
+
 }  // namespace cmf::engine

@@ -234,6 +234,7 @@ inline ArchSpec spec() {
 
     // Gemma3Model.set_vocab: tokenizer.model (or tokenizer.json) as SentencePiece
     s.tokenizer.load = [](const fs::path& dir, const json& h) { return tokenizer::load_gemma_vocab(dir, h); };
+    s.chat = {"<start_of_turn>", "<end_of_turn>\n", "model", true};  // its chat template's turns
     s.ollama.layout = OllamaSpec::Layout::single_file;
     s.ollama.template_text = kOllamaTemplate;
     // the context most users can afford, and the turn end

@@ -145,6 +145,7 @@ inline ArchSpec spec() {
         if (without.is_object()) without.erase("vocab_size_per_layer_input");
         return tokenizer::load_gemma_vocab(dir, without);
     };
+    s.chat = {"<start_of_turn>", "<end_of_turn>\n", "model", true};  // its chat template's turns
     s.ollama.layout = OllamaSpec::Layout::text_only;
     s.ollama.template_text = kOllamaTemplate;
     s.ollama.params = {{"num_ctx", 8192}, {"stop", {"<end_of_turn>"}}};

@@ -176,6 +176,7 @@ inline ArchSpec spec() {
     s.tokenizer.load = [](const fs::path& dir, const json&) { return tokenizer::load_gemma4_vocab(dir); };
     // Ollama renders Gemma 4 prompts itself (renderer/parser "gemma4", no Go template) and runs
     // llama.cpp's text GGUF + mmproj as a projector layer (docs/ollama-families.md 3.2-3.4)
+    s.chat = {"<|turn>", "<turn|>\n", "model", false};  // its chat template's turns
     s.ollama.layout = OllamaSpec::Layout::model_and_projector;
     s.ollama.renderer = "gemma4";
     s.ollama.parser = "gemma4";

@@ -253,6 +253,16 @@ struct OllamaSpec {
     std::function<std::vector<std::pair<std::string, GgufValue>>(const HfConfig&)> vision_kvs;
 };
 
+// The family's chat turn markup, for rendering conversations when llama.cpp does not recognise the
+// model's chat template (Gemma 4's converter writes none): "<open>role\n" content "<close>".
+struct ChatSpec {
+    std::string_view turn_open;       // "<start_of_turn>"
+    std::string_view turn_close;      // "<end_of_turn>\n"
+    std::string_view assistant_role;  // what the template calls the assistant: "model"
+    bool system_into_first_user = false;  // Gemma 3: the system text opens the first user turn
+    bool empty() const { return turn_open.empty(); }
+};
+
 struct ArchSpec {
     std::vector<std::string_view> hf_architectures;  // config.json architectures[0]
     std::string_view family;                         // "gemma3"
@@ -263,6 +273,7 @@ struct ArchSpec {
     std::string_view mmproj_refusal;  // why --mmproj is refused when there is no mmproj part
     TokenizerSpec tokenizer;
     OllamaSpec ollama;
+    ChatSpec chat;
 
     const PartSpec& part(PartKind k) const { return k == PartKind::text ? text : *mmproj; }
 };

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,5 +37,90 @@ ModelSummary load_summary(const std::filesystem::path& gguf);
 // its piece with special tokens rendered, as llama.cpp's llama-simple prints them; stops after an
 // end-of-generation token.
 std::vector<std::string> greedy_pieces(const std::filesystem::path& gguf, const std::string& prompt, int n);
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation against the lossless file: what `llama-perplexity --kl-divergence` computes
+// (tools/perplexity/perplexity.cpp of the pinned source), with its chunking, its uint16
+// compression of the reference's log-probabilities and its statistics, so the numbers are equal
+// on the same inputs.
+
+// One turn of a chat-formatted text; rendered through the model's chat template.
+struct ChatTurn {
+    std::string role;  // "system", "user", "assistant"
+    std::string content;
+};
+using Conversation = std::vector<ChatTurn>;
+
+// What is evaluated: a raw text tokenized as llama-perplexity tokenizes `-f FILE` (BOS added,
+// special tokens not parsed), or conversations rendered through the reference's chat template
+// and tokenized with their control tokens parsed.
+struct EvalText {
+    std::string raw;                          // used when `chat` is empty
+    std::vector<Conversation> chat;
+    bool parse_special = false;               // for `raw`: parse "<start_of_turn>" as control tokens
+    std::string label = "built-in";           // for messages: "built-in" or the file name
+};
+
+// The conversations as the model's chat template renders them (what is tokenized, with its
+// control tokens parsed): for running llama.cpp's tools on the same text
+// (llama-imatrix --parse-special -f FILE).
+std::string render_text(const std::filesystem::path& gguf, const EvalText& text);
+
+struct EvalSettings {
+    int ctx = 512;     // -c: tokens per chunk; the second half of each chunk is scored
+    int chunks = -1;   // --chunks: at most this many chunks (-1: all the text gives)
+    int batch = 2048;  // -b: llama-perplexity's default; sequences per batch = max(1, batch / ctx)
+    int threads = 0;   // 0: llama.cpp's default (physical cores)
+};
+
+// llama-perplexity's printed statistics (percent figures as printed: rms_dp, same_top_p, the
+// Δp percentiles are in %; the rest as they are).
+struct KldStats {
+    size_t tokens = 0;  // scored tokens (llama-perplexity's count)
+    int chunks = 0;
+    double ppl = 0, ppl_unc = 0, ppl_base = 0, ppl_base_unc = 0, cor = 0;
+    double ln_ratio = 0, ln_ratio_unc = 0, ppl_ratio = 0, ppl_ratio_unc = 0, ppl_diff = 0, ppl_diff_unc = 0;
+    double mean_kld = 0, mean_kld_unc = 0;
+    double max_kld = 0, p999_kld = 0, p99_kld = 0, p95_kld = 0, p90_kld = 0, median_kld = 0, p10_kld = 0, p5_kld = 0,
+           p1_kld = 0, p01_kld = 0, min_kld = 0;
+    double mean_dp = 0, mean_dp_unc = 0;
+    double max_dp = 0, p999_dp = 0, p99_dp = 0, p95_dp = 0, p90_dp = 0, p75_dp = 0, median_dp = 0, p25_dp = 0,
+           p10_dp = 0, p5_dp = 0, p1_dp = 0, p01_dp = 0, min_dp = 0;
+    double rms_dp = 0, rms_dp_unc = 0, same_top_p = 0, same_top_p_unc = 0;
+};
+
+// The reference pass: the lossless model's compressed log-probabilities over the text, kept in
+// an anonymous temporary file (nothing is left behind, whatever happens), then each variant
+// against them. Variants must be the same model (architecture, sizes, vocabulary).
+class Reference {
+public:
+    Reference(const std::filesystem::path& ref_gguf, const EvalText& text, const EvalSettings& settings);
+    ~Reference();
+    Reference(const Reference&) = delete;
+    Reference& operator=(const Reference&) = delete;
+    KldStats compare(const std::filesystem::path& variant_gguf) const;
+    size_t text_tokens() const;  // tokens of the whole text
+    int chunks() const;
+    double ppl() const;          // the reference's own perplexity over the scored tokens
+    struct Impl;
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Importance matrix: what `llama-imatrix` collects (tools/imatrix/imatrix.cpp): per weight of
+// the blocks ("blk.*", and "output.weight" with process_output) the sums of squared input
+// activations of every matrix multiplication of at least 16 rows, and how many rows they hold,
+// over chunks as llama-perplexity makes them (every position's logits requested).
+struct ImatrixEntry {
+    std::vector<float> in_sum2;  // ne0 * n_mat sums (float accumulation, as llama-imatrix)
+    std::vector<int64_t> counts; // n_mat
+};
+struct Imatrix {
+    std::map<std::string, ImatrixEntry> entries;  // by weight name (sorted: the file's order)
+    uint32_t chunk_count = 0;  // llama-imatrix's imatrix.chunk_count
+    uint32_t chunk_size = 0;   // imatrix.chunk_size (= ctx)
+};
+Imatrix collect_imatrix(const std::filesystem::path& gguf, const EvalText& text, const EvalSettings& settings, bool process_output = false);
 
 }  // namespace cmf::engine
