@@ -11,6 +11,8 @@
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud/metadata.h"
 #include "cmf/core/temp_file.h"
+#include "cmf/engine/gate_run.h"
+#include "cmf/engine/imatrix_file.h"
 #include "cmf/factory/bucket.h"
 #include "cmf/factory/gce_worker.h"
 #include "cmf/factory/gcs_bucket.h"
@@ -231,6 +233,19 @@ int cmd_worker(const std::vector<std::string>& argv) {
         o.bytes_uploaded = r.bytes_uploaded;
         return o;
     };
+    // The quality gate runs on the engine linked into this binary; a cmf without one leaves the
+    // hook unset and a gated job fails with a line saying so.
+    if (engine::info().available)
+        hooks.gate = [](const fs::path& reference, const fs::path& mmproj) -> std::unique_ptr<engine::GateSession> {
+            engine::require();
+            return std::make_unique<engine::EngineGate>(reference, mmproj);
+        };
+    if (engine::info().available)
+        hooks.imatrix = [](const fs::path& lossless, const fs::path& out) {
+            engine::require();
+            const engine::Imatrix m = engine::collect_imatrix(lossless, engine::builtin_text(engine::texts::calibration(), "built-in calibration"), {});
+            engine::write_imatrix_gguf(out, m, {engine::kBuiltinCalibrationDataset});
+        };
     // Test hook for the restart tests: CMF_TEST_STALL_AT=PHASE makes the worker stop dead when
     // it enters PHASE ("quantize": after the first block, with partial outputs on disk), so a
     // test can kill -9 it at a known point.

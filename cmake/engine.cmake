@@ -51,13 +51,14 @@ if(NOT CMF_ENGINE STREQUAL "OFF")
 endif()
 
 if(CMF_HAVE_ENGINE)
-  add_library(cmf_engine STATIC orchestrate/engine/llama_engine.cpp orchestrate/engine/llama_eval.cpp)
+  add_library(cmf_engine STATIC orchestrate/engine/llama_engine.cpp orchestrate/engine/llama_eval.cpp
+    orchestrate/engine/llama_generate.cpp)
   # cmf's headers only (not cmf_core's shared libraries: the static twin links this too)
   target_include_directories(cmf_engine PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/include" "${CMAKE_CURRENT_SOURCE_DIR}" "${CMF_ENGINE_DIR}/include")
   target_compile_definitions(cmf_engine PRIVATE CMF_ENGINE_DESCRIPTION="${CMF_ENGINE_DESCRIPTION}")
-  # static archives in dependency order (mtmd -> llama -> ggml -> ggml-cpu -> ggml-base)
+  # static archives in dependency order (mtmd -> vendor-hash, llama -> ggml -> ggml-cpu -> ggml-base)
   target_link_libraries(cmf_engine PUBLIC
-    "${CMF_ENGINE_DIR}/lib/libmtmd.a" "${CMF_ENGINE_DIR}/lib/libllama.a" "${CMF_ENGINE_DIR}/lib/libggml.a"
+    "${CMF_ENGINE_DIR}/lib/libmtmd.a" "${CMF_ENGINE_DIR}/lib/libvendor-hash.a" "${CMF_ENGINE_DIR}/lib/libllama.a" "${CMF_ENGINE_DIR}/lib/libggml.a"
     "${CMF_ENGINE_DIR}/lib/libggml-cpu.a" "${CMF_ENGINE_DIR}/lib/libggml-base.a" Threads::Threads ${CMAKE_DL_LIBS})
 else()
   add_library(cmf_engine STATIC orchestrate/engine/no_engine.cpp)

@@ -53,6 +53,17 @@ build+push also pushes every built variant to the Ollama registry (OLLAMA_REGIST
   --work DIR        worker scratch directory
   --threads N       worker threads (default: all cores)
   --no-mmproj       do not write the vision projector of a multimodal model
+  --no-gate         publish without the quality gate (CMF_GATE=0). By default every variant is
+                    evaluated with llama.cpp against the lossless conversion of the same pass
+                    (mean KL divergence and top-1 agreement as llama-perplexity measures them,
+                    and a degeneration smoke, with the image when there is a vision tower); a
+                    variant over its limits is failed with the reason and neither published nor
+                    pushed. Limits: per type (README), or --max-kld X / --min-top1 PERCENT
+  --upload-reference  also upload the lossless reference of the gate (reference/ in the bucket)
+  --imatrix auto    compute an importance matrix first (llama.cpp, on cmf's built-in calibration
+                    text: medical document extraction + general instructions, chat-formatted)
+                    from the F16 of the checkpoint, and quantize every variant with it
+                    (CMF_IMATRIX=auto); recorded in each file's metadata and model card
   --dry-run         print the job JSON and stop
   --quiet           only the final status table (and errors)
 Configuration options (--model, --name-prefix, --registry-ns, ..., --env-file): see
@@ -97,6 +108,17 @@ static void set_job_lora(factory::Job& job, const factory::FactoryConfig& cfg, c
     job.publish_adapter = cfg.get("CMF_PUBLISH_ADAPTER") == "1";
 }
 
+// CMF_GATE / CMF_MAX_KLD / CMF_MIN_TOP1 / --upload-reference into the job.
+static void set_job_gate(factory::Job& job, const factory::FactoryConfig& cfg, const Args& a) {
+    job.gate = cfg.get("CMF_GATE") != "0";
+    if (cfg.is_set("CMF_MAX_KLD")) job.max_kld = factory::parse_gate_number("CMF_MAX_KLD", cfg.get("CMF_MAX_KLD"));
+    if (cfg.is_set("CMF_MIN_TOP1")) job.min_top1 = factory::parse_gate_number("CMF_MIN_TOP1", cfg.get("CMF_MIN_TOP1"));
+    job.upload_reference = a.has("upload-reference");
+    job.imatrix_auto = cfg.get("CMF_IMATRIX") == "auto";
+    if (!job.gate && (job.max_kld || job.min_top1 || job.upload_reference))
+        fail(ErrorKind::usage, "--no-gate with --max-kld, --min-top1 or --upload-reference: they are the gate's");
+}
+
 static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& variants, bool push) {
     const std::string cmdname = push ? "build+push" : "build";
     for (const char* o : {"source", "work"})
@@ -117,6 +139,7 @@ static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& 
     job.source_uri = "hf://" + cfg.get("CMF_MODEL");
     job.revision = cfg.get("CMF_REVISION");
     set_job_lora(job, cfg, factory::normalize_bucket_name(cfg.get("GCS_BUCKET")));
+    set_job_gate(job, cfg, a);
     for (const auto& v : variants) job.variants.push_back({v.name, v.type, name_prefix + "-" + v.name});
     job.bucket = "gs://" + factory::normalize_bucket_name(cfg.get("GCS_BUCKET"));
     job.prefix = a.get("prefix").value_or("");
@@ -160,11 +183,14 @@ static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& 
     return gce::run_gce_job(c, cfg, job, ro);
 }
 
-static int build_command(const std::vector<std::string>& argv, bool push) {
+static int build_command(const std::vector<std::string>& argv_in, bool push) {
     const std::string cmdname = push ? "build+push" : "build";
+    std::vector<std::string> argv = argv_in;
+    for (auto& x : argv)
+        if (x == "--no-gate") x = "--gate=0";
     std::set<std::string> values = factory::config_flag_names();
     for (const char* o : {"backend", "source", "prefix", "work", "threads", "zones", "poll"}) values.insert(o);
-    Args a = parse_args(argv, values, {"no-mmproj", "dry-run", "quiet", "help", "spot", "keep-vm", "secrets-in-metadata"}, cmdname);
+    Args a = parse_args(argv, values, {"no-mmproj", "dry-run", "quiet", "help", "spot", "keep-vm", "secrets-in-metadata", "upload-reference"}, cmdname);
     if (a.has("help")) {
         std::fputs(kBuildHelp, stdout);
         return 0;
@@ -207,6 +233,7 @@ static int build_command(const std::vector<std::string>& argv, bool push) {
     job.source_uri = "file://" + fs::canonical(*src).string();
     job.revision = cfg.get("CMF_REVISION");
     set_job_lora(job, cfg, "");
+    set_job_gate(job, cfg, a);
     for (const auto& v : variants) job.variants.push_back({v.name, v.type, name_prefix + "-" + v.name});
     job.bucket = bucket.uri();
     job.prefix = a.get("prefix").value_or("");

@@ -9,6 +9,11 @@
 #include "cmf/core/error.h"
 #include "cmf/engine/engine.h"
 #include "cmf/engine/eval_report.h"
+#include "cmf/engine/gate.h"
+#include "cmf/engine/smoke.h"
+#include "cmf/factory/config.h"
+#include "cmf/format/gguf.h"
+#include "cmf/quant/recipe.h"
 #include "orchestrate/args.h"
 #include "orchestrate/engine_args.h"
 #include "orchestrate/commands.h"
@@ -38,6 +43,16 @@ as plain text unless --parse-special), so the figures equal llama-perplexity's o
   --batch N          llama-perplexity's -b (default 2048: batch/ctx chunks run side by side)
   --threads N        engine threads (default: physical cores, as llama.cpp)
   --print-text       print the built-in text as REF's chat template renders it, and stop
+  --smoke            also run the degeneration smoke (greedy and seeded generations from built-in
+                     prompts through the chat template) on REF and every variant; a variant is
+                     flagged where it loops or runs on without an end of turn and REF does not
+  --mmproj FILE      the lossless projector: the smoke includes the image, through llama.cpp's
+                     multimodal path, for REF and every variant
+  --mmproj-variant FILE  a quantized projector: its image-conditioned KLD against --mmproj (REF
+                     as the text model), repeatable
+  --image FILE       the image of the smoke and the image KLD (default: cmf's built-in test image)
+  --gate             judge each variant as the factory does (limits per type of the file, or
+                     --max-kld X, --min-top1 PERCENT; implies --smoke); exit 1 when one fails
   --json             one JSON document on stdout: per variant mean_kld, p99_kld, max_kld,
                      same_top_p (%), ppl_ratio, rms_dp (%), tokens, and the other figures
 
@@ -45,8 +60,24 @@ Example:
   cmf eval --ref gguf/medgemma-1.5-4b-it-F16.gguf gguf/medgemma-1.5-4b-it-Q8_0.gguf gguf/medgemma-1.5-4b-it-Q4_K_M.gguf
 )";
 
+// The type of a GGUF as the gate names it: llama-quantize's recipe, or F16/BF16/F32.
+static std::string file_type_label(const std::string& path) {
+    const GgufContents c = read_gguf(path);
+    const GgufValue* ft = c.kv.get("general.file_type");
+    const auto id = ft ? ft->as_int() : std::nullopt;
+    if (id) {
+        for (const auto& r : kQuantRecipes)
+            if (static_cast<int64_t>(r.ftype) == *id) return r.name;
+        if (*id == 0) return "F32";
+        if (*id == 1) return "F16";
+        if (*id == 32) return "BF16";
+    }
+    return "unknown";
+}
+
 int cmd_eval(const std::vector<std::string>& argv) {
-    const Args a = parse_args(argv, {"ref", "text", "ctx", "chunks", "batch", "threads"}, {"json", "parse-special", "print-text", "help"}, "eval");
+    const Args a = parse_args(argv, {"ref", "text", "ctx", "chunks", "batch", "threads", "mmproj", "mmproj-variant", "image", "max-kld", "min-top1"},
+                              {"json", "parse-special", "print-text", "smoke", "gate", "help"}, "eval");
     if (a.has("help")) {
         std::fputs(kEvalHelp, stdout);
         return 0;
@@ -69,30 +100,74 @@ int cmd_eval(const std::vector<std::string>& argv) {
     engine::Reference reference(*ref, text, s);
     std::fprintf(stderr, "cmf eval: reference %s: %zu tokens of the %s text, %d chunks of %d, PPL %.4f\n", ref->c_str(),
                  reference.text_tokens(), text.label.c_str(), reference.chunks(), s.ctx, reference.ppl());
+    const bool gate = a.has("gate"), smoke = a.has("smoke") || gate;
+    const fs::path mmproj = a.get("mmproj").value_or(""), image = a.get("image").value_or("");
+    engine::GateSettings gs;
+    if (auto v = a.get("max-kld")) gs.max_kld = factory::parse_gate_number("CMF_MAX_KLD", *v);
+    if (auto v = a.get("min-top1")) gs.min_top1 = factory::parse_gate_number("CMF_MIN_TOP1", *v);
+    std::vector<engine::SmokeCase> ref_smoke;
+    if (smoke) {
+        ref_smoke = engine::run_smoke(*ref, mmproj, image);
+        size_t bad = 0;
+        for (const auto& c : ref_smoke) bad += c.check.flagged();
+        std::fprintf(stderr, "cmf eval: reference smoke: %zu generations, %zu degenerate (those cases are not held against the variants)\n",
+                     ref_smoke.size(), bad);
+    }
+    bool all_pass = true;
     nlohmann::json variants = nlohmann::json::array();
     for (const auto& v : a.positional) {
         const engine::KldStats st = reference.compare(v);
         std::fprintf(stderr, "cmf eval: %s: mean KLD %.6f, same top p %.3f %%, PPL ratio %.6f\n", v.c_str(), st.mean_kld, st.same_top_p, st.ppl_ratio);
+        nlohmann::json j = engine::stats_json(st);
+        j["file"] = v;
+        std::string extra;
+        if (smoke) {
+            const auto cases = engine::run_smoke(v, mmproj, image);
+            const auto flags = engine::smoke_flags(ref_smoke, cases);
+            j["smoke"] = {{"flags", flags}, {"cases", engine::smoke_json(cases)}};
+            for (const auto& f : flags) extra += "degenerates: " + f + "\n";
+            if (flags.empty()) extra += "degeneration smoke: " + std::to_string(cases.size()) + " generations, no new loops or run-ons\n";
+            if (gate) {
+                const std::string type = file_type_label(v);
+                const engine::GateVerdict verdict = engine::judge(type, st, flags, gs);
+                j["gate"] = {{"type", type}, {"pass", verdict.pass}, {"reasons", verdict.reasons},
+                             {"limits", {{"max_kld", verdict.limits.max_kld}, {"min_top1", verdict.limits.min_top1}}}};
+                all_pass = all_pass && verdict.pass;
+                extra += std::string("gate (") + type + "): " + (verdict.pass ? "PASS" : "FAIL");
+                for (const auto& r : verdict.reasons) extra += "\n  " + r;
+                extra += "\n";
+                std::fprintf(stderr, "cmf eval: %s: gate %s\n", v.c_str(), verdict.pass ? "PASS" : "FAIL");
+            }
+        }
         if (json_out) {
-            nlohmann::json j = engine::stats_json(st);
-            j["file"] = v;
             variants.push_back(std::move(j));
         } else {
-            std::printf("\n%s against %s\n%s", v.c_str(), ref->c_str(), engine::summary_text(st).c_str());
+            std::printf("\n%s against %s\n%s%s", v.c_str(), ref->c_str(), engine::summary_text(st).c_str(), extra.c_str());
             std::fflush(stdout);
         }
     }
+    nlohmann::json image_klds = nlohmann::json::array();
+    for (const auto& mv : a.all("mmproj-variant")) {
+        if (mmproj.empty()) fail(ErrorKind::usage, "eval: --mmproj-variant is measured against --mmproj (the lossless projector)");
+        const engine::ImageKld k = engine::image_kld(*ref, mmproj, mv, image, std::string(engine::texts::kImagePrompt), 32, s.threads);
+        image_klds.push_back({{"mmproj", mv}, {"reference_mmproj", mmproj.string()}, {"mean_kld", k.mean_kld}, {"max_kld", k.max_kld},
+                              {"same_top_p", k.same_top_p}, {"tokens", k.tokens}});
+        if (!json_out)
+            std::printf("\n%s against %s, image-conditioned (%d answer tokens): mean KLD %.6f, max KLD %.6f, same top p %.3f %%\n", mv.c_str(),
+                        mmproj.c_str(), k.tokens, k.mean_kld, k.max_kld, k.same_top_p);
+    }
     if (json_out) {
-        const nlohmann::json out = {{"reference", *ref},
+        nlohmann::json out = {{"reference", *ref},
                                     {"text", text.label},
                                     {"ctx", s.ctx},
                                     {"chunks", reference.chunks()},
                                     {"text_tokens", reference.text_tokens()},
                                     {"reference_ppl", reference.ppl()},
                                     {"variants", variants}};
+        if (!image_klds.empty()) out["image_kld"] = image_klds;
         std::cout << out.dump(2) << "\n";
     }
-    return 0;
+    return all_pass ? 0 : 1;
 }
 
 }  // namespace cmf::cli

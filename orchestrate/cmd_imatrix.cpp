@@ -60,7 +60,7 @@ int cmd_imatrix(const std::vector<std::string>& argv_in) {
     const engine::EvalSettings s = eval_settings(a, "imatrix");
     const engine::EvalText text = eval_text(a, "imatrix", engine::texts::calibration(), "built-in calibration");
     // llama-imatrix records the -f argument as given
-    const std::vector<std::string> datasets{a.get("text").value_or(kBuiltinCalibrationDataset)};
+    const std::vector<std::string> datasets{a.get("text").value_or(engine::kBuiltinCalibrationDataset)};
     engine::require();
     std::error_code ec;
     fs::create_directories(out.parent_path().empty() ? fs::path(".") : out.parent_path(), ec);

@@ -11,7 +11,10 @@
 #include "cmf/pipeline/convert.h"
 #include "cmf/pipeline/ollama_layout.h"
 #include "cmf/pipeline/quality_report.h"
+#include "cmf/engine/imatrix_file.h"
 #include "orchestrate/args.h"
+#include "orchestrate/engine_args.h"
+#include "orchestrate/lossless.h"
 #include "orchestrate/commands.h"
 
 namespace cmf::cli {
@@ -38,7 +41,13 @@ byte-for-byte what llama.cpp's convert_hf_to_gguf.py and llama-quantize write.
   --keep-layers L=TYPE  whole blocks to TYPE, e.g. 0-3,30-33=q8_0 (repeatable)
   --token-embedding-type TYPE, --output-tensor-type TYPE
   --imatrix FILE        importance matrix from llama-imatrix (GGUF or legacy .dat) for the
-                        quantized types, used and recorded exactly as llama-quantize does
+                        quantized types, used and recorded exactly as llama-quantize does;
+                        `auto`: computed here first with llama.cpp (the engine) from the F16
+                        of this checkpoint on cmf's built-in calibration text (medical document
+                        extraction + general instructions, chat-formatted), as llama-imatrix
+                        computes it, and kept as OUT/NAME.imatrix.gguf
+  --imatrix-text FILE   with --imatrix auto: calibrate on this text instead (read as
+                        llama-imatrix -f reads it)
   --out DIR             output directory, created if missing (default: .)
   --name NAME           file base name (default: the checkpoint directory name);
                         files are NAME-<TYPE>.gguf, mmproj-NAME-<TYPE>.gguf
@@ -158,9 +167,31 @@ static TypeOverrides parse_overrides(const Args& a) {
     return ov;
 }
 
+// --imatrix auto: the lossless F16 of the checkpoint (with the --lora adapters merged) in a
+// temporary file, an importance matrix on the built-in calibration text (or --imatrix-text
+// FILE) computed with the engine as llama-imatrix computes it, written beside the outputs as
+// NAME.imatrix.gguf; its path is what the quantized files record (quantize.imatrix.file).
+static fs::path auto_imatrix(const ConvertRequest& req, const Args& a) {
+    engine::require();
+    std::error_code ec;
+    fs::create_directories(req.out_dir, ec);
+    const std::string name = req.name.empty() ? fs::path(req.src).filename().string() : req.name;
+    const fs::path out = req.out_dir / (name + ".imatrix.gguf");
+    Args ta;
+    if (auto t = a.get("imatrix-text")) ta.values["text"] = {*t};
+    const engine::EvalText text = eval_text(ta, "quantize", engine::texts::calibration(), "built-in calibration");
+    const std::vector<std::string> datasets{a.get("imatrix-text").value_or(engine::kBuiltinCalibrationDataset)};
+    std::fprintf(stderr, "cmf: computing an importance matrix on the %s text (F16 of %s, llama.cpp)\n", text.label.c_str(), req.src.string().c_str());
+    const LosslessModel model = lossless_model(req.src, req.out_dir, req.loras);
+    const engine::Imatrix m = engine::collect_imatrix(model.path(), text, engine::EvalSettings{});
+    engine::write_imatrix_gguf(out, m, datasets);
+    std::fprintf(stderr, "cmf: %s: %zu weights, %u chunks of %u tokens\n", out.string().c_str(), m.entries.size(), m.chunk_count, m.chunk_size);
+    return out;
+}
+
 int cmd_quantize(const std::vector<std::string>& argv) {
     Args a = parse_args(argv, {"quant", "out", "name", "mmproj-type", "threads", "tensor-type", "keep-layers", "token-embedding-type",
-                               "output-tensor-type", "imatrix", "layout", "lora", "base", "lora-gguf"},
+                               "output-tensor-type", "imatrix", "imatrix-text", "layout", "lora", "base", "lora-gguf"},
                         {"mmproj", "dry-run", "quiet", "help", "with-base"}, "quantize");
     if (a.has("help")) {
         std::string help = kQuantizeHelp;
@@ -201,7 +232,9 @@ int cmd_quantize(const std::vector<std::string>& argv) {
         if (!dup) req.types.push_back(*v);
     }
     req.overrides = parse_overrides(a);
-    if (auto im = a.get("imatrix")) req.imatrix = std::make_shared<const ImatrixData>(load_imatrix(*im));
+    const bool imatrix_auto = a.get("imatrix") == std::optional<std::string>("auto");
+    if (a.has("imatrix-text") && !imatrix_auto) fail(ErrorKind::usage, "quantize: --imatrix-text goes with --imatrix auto");
+    if (auto im = a.get("imatrix"); im && !imatrix_auto) req.imatrix = std::make_shared<const ImatrixData>(load_imatrix(*im));
     if (req.types.empty() && adapter_types.empty()) fail(ErrorKind::usage, "quantize: --quant lists no type");
     for (const auto& l : a.all("lora")) req.loras.push_back(parse_lora_ref(l));
     req.unmerged_too = a.has("with-base");
@@ -228,6 +261,8 @@ int cmd_quantize(const std::vector<std::string>& argv) {
     if (!req.name.empty() && req.name.find('/') != std::string::npos) fail(ErrorKind::usage, "quantize: --name must not contain '/'");
 
     const auto t0 = std::chrono::steady_clock::now();
+    if (imatrix_auto && std::any_of(req.types.begin(), req.types.end(), [](const Variant& v) { return v.recipe != nullptr; }))
+        req.imatrix = std::make_shared<const ImatrixData>(load_imatrix(auto_imatrix(req, a)));
     ConversionPlan plan;
     if (adapter_mode) {
         AdapterRequest ar;

@@ -10,8 +10,6 @@
 
 namespace cmf::cli {
 
-inline constexpr const char* kBuiltinCalibrationDataset = "cmf built-in calibration text";
-
 class LosslessModel {
 public:
     explicit LosslessModel(fs::path gguf) : path_(std::move(gguf)) {}
@@ -25,10 +23,12 @@ private:
     fs::path path_;
 };
 
-inline LosslessModel lossless_model(const fs::path& src, const fs::path& work_dir) {
+// `loras`: adapters merged into it (the lossless form of a merged build).
+inline LosslessModel lossless_model(const fs::path& src, const fs::path& work_dir, const std::vector<LoraRef>& loras = {}) {
     if (!fs::is_directory(src)) return LosslessModel(src);
     ConvertRequest req;
     req.src = src;
+    req.loras = loras;
     req.out_dir = work_dir;
     req.types.push_back(*parse_variant("f16"));
     req.name = ".cmf-lossless-" + std::to_string(::getpid());

@@ -46,6 +46,10 @@ cmake -S "$src" -B "$work/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=OFF "${cpu_flags[@]}" >/dev/null
 cmake --build "$work/build" -j "$(nproc)" >/dev/null
 cmake --install "$work/build" >/dev/null
+# libmtmd's private static dependency (its image ids are sha256 hashes), which install skips
+hash_lib=$(find "$work/build" -name 'libvendor-hash.a' | head -1)
+[ -n "$hash_lib" ] || { echo "build_engine.sh: libvendor-hash.a was not built" >&2; exit 1; }
+cp "$hash_lib" "$work/install/lib/"
 printf 'llama.cpp from node-llama-cpp@%s, commit %s, CPU backend x86-64-v3 (AVX2 FMA F16C BMI2)\n' "$version" "$commit" >"$work/install/ENGINE"
 rm -rf "$prefix"
 mv "$work/install" "$prefix"

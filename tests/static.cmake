@@ -1,7 +1,8 @@
 # static_chroot: the fully static cmf (Makefile.static) runs alone in an empty chroot holding only
 # the binary, /etc/resolv.conf, /etc/hosts and a CA bundle: `cmf --version`, `cmf selftest dns
-# localhost` (glibc's built-in NSS files backend; getaddrinfo in a static binary) and a local
-# quantize of `cmf synth --preset tiny`. chroot needs root: without it the test prints SKIPPED
+# localhost` (glibc's built-in NSS files backend; getaddrinfo in a static binary), a local
+# quantize of `cmf synth --preset tiny`, `cmf eval` of its Q4_K_M against its F16 (the engine,
+# llama.cpp, linked in) and a gated `cmf build`. chroot needs root: without it the test prints SKIPPED
 # and passes as skipped (ctest SKIP_RETURN_CODE).
 #
 # Two roles, like tests/fuzz.cmake:
@@ -63,6 +64,7 @@ if(CMAKE_SCRIPT_MODE_FILE)
   in_chroot(dns "localhost (127\\.0\\.0\\.1|::1)" /cmf selftest dns localhost)
   in_chroot(synth "" /cmf synth /work/tiny --preset tiny)
   in_chroot(quantize "wrote 2 file" /cmf quantize /work/tiny --quant f16,q4_k_m --out /work/gguf --threads 2 --quiet)
+  in_chroot(eval "Mean    KLD" /cmf eval --ref /work/gguf/tiny-F16.gguf /work/gguf/tiny-Q4_K_M.gguf --threads 2)
   in_chroot(build "built 1" /cmf build q8 --backend local --source /work/tiny --bucket /work/bucket)
   file(GLOB listing RELATIVE ${root} ${root}/* ${root}/etc/*)
   file(REMOVE_RECURSE ${root})
@@ -81,4 +83,4 @@ else()
     COMMAND "${CMAKE_COMMAND}" "-DCMF_SRC=${CMAKE_CURRENT_SOURCE_DIR}" "-DCMF_STATIC_BUILD=${CMAKE_CURRENT_BINARY_DIR}/static"
             -P "${CMAKE_CURRENT_LIST_FILE}")
 endif()
-set_tests_properties(static_chroot PROPERTIES TIMEOUT 3600 LABELS static SKIP_REGULAR_EXPRESSION "SKIPPED:")
+set_tests_properties(static_chroot PROPERTIES TIMEOUT 3600 LABELS static SKIP_REGULAR_EXPRESSION "SKIPPED:" ENVIRONMENT "CMF_ENGINE_THREADS=1")

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include "cmf/core/error.h"
 #include "cmf/engine/engine.h"
+#include "ggml-cpu.h"
 #include "llama.h"
 
 namespace cmf::engine::detail {
@@ -79,7 +81,15 @@ inline std::string piece(const llama_vocab* v, llama_token t) {
 
 // llama.cpp's default thread count (common_cpu_get_num_math on x86-64 Linux without hybrid
 // cores): physical cores, counted as distinct thread-sibling sets; the online CPUs otherwise.
+// $CMF_ENGINE_THREADS overrides it: ggml's threads spin on barriers between a graph's nodes, so
+// two engine processes on cores they share (tests run two at a time on two cores) crawl unless
+// each takes fewer threads.
 inline int default_threads() {
+    if (const char* e = std::getenv("CMF_ENGINE_THREADS"); e && *e) {
+        const int n = std::atoi(e);
+        if (n >= 1 && n <= 512) return n;
+        fail(ErrorKind::usage, "CMF_ENGINE_THREADS must be a number from 1 to 512, not '" + std::string(e) + "'");
+    }
     std::set<std::string> siblings;
     for (int cpu = 0;; ++cpu) {
         std::ifstream f("/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/thread_siblings");
@@ -90,5 +100,30 @@ inline int default_threads() {
     if (!siblings.empty()) return static_cast<int>(siblings.size());
     return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
+
+// The engine's worker threads for one context, sleeping between graphs instead of spinning
+// (ggml's default polls): on a machine shared with other work (two tests at once on two cores,
+// the quantizer's threads) spinning threads starve each other, 60x slower in the smoke here.
+// Declare it before the context it is attached to, so it outlives it.
+struct ThreadPool {
+    ggml_threadpool* tp = nullptr;
+    explicit ThreadPool(int n) {
+        auto p = ggml_threadpool_params_default(n);
+        p.poll = 0;
+        tp = ggml_threadpool_new(&p);
+        if (!tp) fail(ErrorKind::internal, "ggml cannot start " + std::to_string(n) + " engine threads");
+    }
+    ~ThreadPool() {
+        if (tp) ggml_threadpool_free(tp);
+    }
+    void attach(llama_context* c) const { llama_attach_threadpool(c, tp, tp); }
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+};
+
+// A conversation through the model's chat template as llama.cpp applies it (it recognises
+// Gemma's), else through the family's turn rows (arch ChatSpec); add_ass appends the generation
+// prompt. llama_eval.cpp.
+std::string render_conversation(const llama_model* model, const Conversation& conv, bool add_ass);
 
 }  // namespace cmf::engine::detail

@@ -53,11 +53,13 @@ std::vector<std::string> greedy_pieces(const std::filesystem::path& gguf, const 
     cp.n_ctx = static_cast<uint32_t>(toks.size()) + static_cast<uint32_t>(n) - 1;  // llama-simple's sizes
     cp.n_batch = static_cast<uint32_t>(toks.size());
     cp.no_perf = true;
-    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = default_threads();
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
+    ThreadPool pool(threads);
     llama_context* ctx = llama_init_from_model(m.m, cp);
     if (!ctx) fail_input(gguf.string() + ": llama.cpp cannot make a context: " + last_error());
+    pool.attach(ctx);
     auto sp = llama_sampler_chain_default_params();
     llama_sampler* smpl = llama_sampler_chain_init(sp);
     llama_sampler_chain_add(smpl, llama_sampler_init_greedy());

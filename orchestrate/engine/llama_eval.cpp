@@ -38,14 +38,16 @@ std::string trim_ws(const std::string& s) {
 
 // A conversation through the model's chat template as llama.cpp applies it
 // (llama_chat_apply_template recognises Gemma's); else through the family's turn rows.
-std::string render_conversation(const llama_model* model, const Conversation& conv) {
+}  // namespace
+
+std::string detail::render_conversation(const llama_model* model, const Conversation& conv, bool add_ass) {
     std::vector<llama_chat_message> msgs;
     for (const auto& t : conv) msgs.push_back({t.role.c_str(), t.content.c_str()});
     if (const char* tmpl = llama_model_chat_template(model, nullptr)) {
-        const int32_t n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), false, nullptr, 0);
+        const int32_t n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), add_ass, nullptr, 0);
         if (n >= 0) {
             std::string out(static_cast<size_t>(n) + 1, '\0');
-            llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), false, out.data(), n + 1);
+            llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), add_ass, out.data(), n + 1);
             out.resize(static_cast<size_t>(n));
             return out;
         }
@@ -70,8 +72,11 @@ std::string render_conversation(const llama_model* model, const Conversation& co
         }
         out += trim_ws(t.content) + std::string(c.turn_close);
     }
+    if (add_ass) out += std::string(c.turn_open) + std::string(c.assistant_role) + "\n";
     return out;
 }
+
+namespace {
 
 std::vector<llama_token> tokenize(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special) {
     const int32_t len = static_cast<int32_t>(text.size());
@@ -90,7 +95,7 @@ std::vector<llama_token> tokens_of(const llama_model* m, const EvalText& text) {
     const llama_vocab* vocab = llama_model_get_vocab(m);
     if (text.chat.empty()) return tokenize(vocab, text.raw, true, text.parse_special);
     std::string all;
-    for (const auto& c : text.chat) all += render_conversation(m, c);
+    for (const auto& c : text.chat) all += render_conversation(m, c, false);
     return tokenize(vocab, all, true, true);
 }
 
@@ -141,10 +146,12 @@ Identity identity(const llama_model* m) {
 // cache, one KV stream per sequence (common_params' defaults through common_context_params_to_llama).
 
 struct Context {
+    ThreadPool pool;
     llama_context* c = nullptr;
     int n_seq = 1, n_batch = 0;
     Context(const Model& m, const std::filesystem::path& path, const EvalSettings& s, ggml_backend_sched_eval_callback cb = nullptr,
-            void* cb_data = nullptr) {
+            void* cb_data = nullptr)
+        : pool(s.threads > 0 ? s.threads : default_threads()) {
         n_seq = std::max(1, s.batch / s.ctx);
         auto cp = llama_context_default_params();
         cp.n_ctx = static_cast<uint32_t>(n_seq * s.ctx);
@@ -167,6 +174,7 @@ struct Context {
         cp.cb_eval_user_data = cb_data;
         c = llama_init_from_model(m.m, cp);
         if (!c) fail_input(path.string() + ": llama.cpp cannot make a context: " + last_error());
+        pool.attach(c);
     }
     ~Context() {
         if (c) llama_free(c);
@@ -394,11 +402,15 @@ float median(const std::vector<float>& v) {
     return v.size() % 2 == 0 ? 0.5f * (v[v.size() / 2] + v[v.size() / 2 - 1]) : v[v.size() / 2];
 }
 
-// An anonymous file for the reference's rows: O_TMPFILE in $TMPDIR (or /tmp), else a name
-// unlinked at once. Nothing to clean up, whatever ends the process.
+// An anonymous file for the reference's rows: O_TMPFILE in $TMPDIR (else /tmp, /var/tmp, or the
+// working directory where there is neither, as in an empty chroot), else a name unlinked at once.
+// Nothing to clean up, whatever ends the process.
 int anonymous_file() {
     const char* d = std::getenv("TMPDIR");
-    const std::string dir = d && *d ? d : "/tmp";
+    std::string dir = d && *d ? d : "";
+    for (const char* c : {"/tmp", "/var/tmp", "."})
+        if (dir.empty() && ::access(c, W_OK) == 0) dir = c;
+    if (dir.empty()) dir = ".";
     int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0) return fd;
     std::string tmpl = dir + "/cmf-eval-XXXXXX";
@@ -438,7 +450,7 @@ std::string render_text(const std::filesystem::path& gguf, const EvalText& text)
     if (text.chat.empty()) return text.raw;
     Model m(gguf);
     std::string all;
-    for (const auto& c : text.chat) all += render_conversation(m.m, c);
+    for (const auto& c : text.chat) all += render_conversation(m.m, c, false);
     return all;
 }
 

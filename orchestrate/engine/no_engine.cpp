@@ -46,4 +46,15 @@ std::string render_text(const std::filesystem::path&, const EvalText&) {
     return {};
 }
 
+Generation generate(const GenRequest&) {
+    require();
+    return {};
+}
+
+ImageKld image_kld(const std::filesystem::path&, const std::filesystem::path&, const std::filesystem::path&, const std::filesystem::path&,
+                   const std::string&, int, int) {
+    require();
+    return {};
+}
+
 }  // namespace cmf::engine

@@ -316,6 +316,8 @@ inline Handler make_compute_service(Context& ctx) {
             "CMF_INSTALL_DIR=" + (inst->dir / "install").string(),
             "NO_PROXY=*",
             "no_proxy=*"};
+        // the emulated VM shares the host's cores: the host's engine thread setting goes along
+        if (const char* t = std::getenv("CMF_ENGINE_THREADS"); t && *t) env.push_back(std::string("CMF_ENGINE_THREADS=") + t);
         if (cfg.contains("worker_env") && cfg["worker_env"].is_object())
             for (auto it = cfg["worker_env"].begin(); it != cfg["worker_env"].end(); ++it) {
                 // "${EMU_HTTPS_BASE}" / "${EMU_HTTP_BASE}" stand for this emulator's own address

@@ -272,3 +272,45 @@ TEST(EvalText, BuiltinTextIsChatFormatted) {
 
 }  // namespace
 }  // namespace cmf::test
+
+namespace cmf::test {
+namespace {
+
+// `cmf quantize --imatrix auto` is `cmf imatrix CKPT` then `cmf quantize --imatrix FILE`: the same
+// importance matrix (from the checkpoint's F16, on the built-in calibration text) and the same
+// quantized tensors; the file records it as llama-quantize records an imatrix.
+TEST(ImatrixAuto, QuantizeWithAutoIsImatrixThenQuantize) {
+    if (!has_engine()) GTEST_SKIP() << "SKIPPED: this cmf has no engine (cmf --version)";
+    CMF_REQUIRE_SHARED();
+    TempDir d;
+    const std::string ck = shell_quote((golden_dir() / "tiny-text").string());
+    auto r = run_cmf("quantize " + ck + " --quant q4_k_m,q8_0 --imatrix auto --quiet --out " + shell_quote((d / "auto").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_TRUE(fs::exists(d / "auto" / "tiny-text.imatrix.gguf")) << r.output;
+    r = run_cmf("imatrix " + ck + " -o " + shell_quote((d / "two" / "tiny-text.imatrix.gguf").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(read_file(d / "auto" / "tiny-text.imatrix.gguf"), read_file(d / "two" / "tiny-text.imatrix.gguf"));
+    r = run("cd " + shell_quote((d / "two").string()) + " && " + shell_quote(CMF_BINARY) + " quantize " + ck + " --quant q4_k_m,q8_0 --imatrix " +
+            shell_quote((d / "auto" / "tiny-text.imatrix.gguf").string()) + " --quiet --out .");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const char* t : {"Q4_K_M", "Q8_0"}) {
+        SCOPED_TRACE(t);
+        const auto a = nlohmann::json::parse(run_cmf("inspect --json --sha256 " + shell_quote((d / "auto" / (std::string("tiny-text-") + t + ".gguf")).string())).output);
+        const auto b = nlohmann::json::parse(run_cmf("inspect --json --sha256 " + shell_quote((d / "two" / (std::string("tiny-text-") + t + ".gguf")).string())).output);
+        EXPECT_EQ(a["tensors"], b["tensors"]);
+        std::map<std::string, nlohmann::json> kv;
+        for (const auto& e : a["metadata"]) kv[e["key"]] = e["value"];
+        EXPECT_EQ(kv["quantize.imatrix.dataset"], "cmf built-in calibration text");
+        EXPECT_GT(kv["quantize.imatrix.chunks_count"].get<int>(), 0);
+        EXPECT_NE(kv["quantize.imatrix.file"].get<std::string>().find("tiny-text.imatrix.gguf"), std::string::npos);
+    }
+    // the importance matrix changed the Q4_K_M (it does not touch Q8_0)
+    r = run_cmf("quantize " + ck + " --quant q4_k_m --quiet --out " + shell_quote((d / "plain").string()));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(read_file(d / "plain" / "tiny-text-Q4_K_M.gguf"), read_file(d / "auto" / "tiny-text-Q4_K_M.gguf"));
+    // no temporary F16 left behind
+    for (const auto& e : fs::directory_iterator(d / "auto")) EXPECT_NE(e.path().filename().string().rfind(".", 0), 0u) << e.path();
+}
+
+}  // namespace
+}  // namespace cmf::test

@@ -532,7 +532,10 @@ TEST_F(Simulation, BuildPlusPushGemma3nAndGemma4CarryTheirFamilysOllamaSetup) {
         const fs::path key = work / "home" / ".ollama" / "id_ed25519";
         fs::create_directories(key.parent_path());
         ASSERT_EQ(cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string())).exit_code, 0);
-        extra_env = {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string()};
+        // the gate runs (the engine on each family), but these synthetic checkpoints have random
+        // weights: their Q8_0 lands near KLD 0.03, far from a trained model's; the per-type limits
+        // are shown on tiny-mm in factory_gate_test, this test is about the Ollama setup
+        extra_env = {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string(), "CMF_MAX_KLD=0.5"};
         Child c = cmf_run({"build+push", "q4,q8", "--poll", "0.3"}, "build.log");
         const int rc = c.wait(std::chrono::seconds(600));
         ASSERT_EQ(rc, 0) << c.output();

@@ -155,6 +155,14 @@ inline void build(SynthModel& m, const SynthSpec& spec) {
         m.architecture = "Gemma3ForCausalLM";
         t = text_shape(262208, 2560, 10240, 8, 4, 256, 3, 131072, 1024, 8.0);
         m.shards = 2;
+    } else if (spec.preset == "medgemma") {
+        // google/medgemma-1.5-4b-it's shapes: the 4B text model (34 layers) and the SigLIP
+        // so400m tower (27 layers, hidden 1152, FFN 4304, 16 heads); 4.3B parameters, 2 shards
+        m.architecture = "Gemma3ForConditionalGeneration";
+        t = text_shape(262208, 2560, 10240, 8, 4, 256, 34, 131072, 1024, 8.0);
+        m.multimodal = true;
+        m.vision = {896, 14, 1152, 4304, 27, 16};
+        m.shards = 2;
     } else if (spec.preset == "recipes") {
         // for comparing llama-quantize recipes: 12 layers (use_more_bits and the n_layer/8,
         // n_layer/16 early-layer rules all pick different layers), hidden 320 (not a multiple of
@@ -410,6 +418,8 @@ inline std::vector<cmf::synth::SynthPresetRow> synth_presets() {
         {"tiny-mm", "Gemma3ForConditionalGeneration with a small SigLIP tower (image 896, patch 14, vision hidden 128)", build,
          write_files},
         {"medgemma-text", "Gemma3ForCausalLM with the 4B text shapes (hidden 2560, FFN 10240, vocab 262208), 3 layers, 2 shards, ~1.9 GB",
+         build, write_files},
+        {"medgemma", "Gemma3ForConditionalGeneration with MedGemma 1.5 4B's shapes: 34 text layers (hidden 2560, vocab 262208) and the SigLIP tower (27 layers, hidden 1152), 4.3B params, 2 shards, ~8.6 GB",
          build, write_files},
         {"recipes", "Gemma3ForCausalLM for quantization recipes: 12 layers, hidden 320, FFN 3328, vocab 4096, ~50M params", build,
          write_files},

@@ -123,4 +123,44 @@ struct Imatrix {
 };
 Imatrix collect_imatrix(const std::filesystem::path& gguf, const EvalText& text, const EvalSettings& settings, bool process_output = false);
 
+// ---------------------------------------------------------------------------------------------
+// Generation, for the degeneration smoke: one user turn through the model's chat template (with
+// the generation prompt), greedy or seeded sampling (Gemma's recommended top-k 64, top-p 0.95,
+// temperature 1.0, then llama.cpp's dist sampler with the seed), until an end-of-generation token
+// or max_tokens. With an mmproj, the image goes through llama.cpp's multimodal path (libmtmd)
+// before the prompt's text.
+struct GenRequest {
+    std::filesystem::path model;
+    std::filesystem::path mmproj;   // empty: text only
+    std::filesystem::path image;    // with mmproj: this file, or empty for cmf's built-in test image
+    std::string prompt;
+    int max_tokens = 128;
+    bool greedy = true;
+    uint32_t seed = 42;
+    int threads = 0;
+    bool stop_on_loop = false;  // end early once the answer loops (smoke.h's detector)
+};
+struct Generation {
+    std::vector<std::string> pieces;  // the answer, token by token (special tokens rendered)
+    bool ended = false;               // an end-of-generation token came within max_tokens
+    int prompt_tokens = 0;
+    std::string text() const {
+        std::string t;
+        for (const auto& p : pieces) t += p;
+        return t;
+    }
+};
+Generation generate(const GenRequest& r);
+
+// The image-conditioned KL divergence of a quantized mmproj against the lossless one: the same
+// text model, image and prompt; the lossless path's greedy answer of n tokens is scored by both
+// (teacher forcing), and the per-token KLD(lossless || variant) of the next-token distributions
+// is averaged (natural log, full vocabulary, in double).
+struct ImageKld {
+    double mean_kld = 0, max_kld = 0, same_top_p = 0;  // same_top_p in percent
+    int tokens = 0;
+};
+ImageKld image_kld(const std::filesystem::path& model, const std::filesystem::path& ref_mmproj, const std::filesystem::path& mmproj,
+                   const std::filesystem::path& image, const std::string& prompt, int n_tokens, int threads = 0);
+
 }  // namespace cmf::engine

@@ -12,6 +12,9 @@
 
 namespace cmf::engine {
 
+// What an importance matrix made on the built-in calibration text records as its dataset.
+inline constexpr const char* kBuiltinCalibrationDataset = "cmf built-in calibration text";
+
 // The built-in evaluation (or calibration) text as conversations.
 inline EvalText builtin_text(const std::vector<texts::Conversation>& convs, const char* label) {
     EvalText t;

@@ -37,6 +37,10 @@ inline constexpr ConfigKey kConfigKeys[] = {
     {"CMF_NAME_PREFIX", "name-prefix", "coheara-medgemma-4b", false, "model names are PREFIX-VARIANT"},
     {"CMF_LORA", "lora", nullptr, false, "LoRA adapter merged into every variant: hf://ORG/NAME[@REV], gs://BUCKET/PATH or PATH in GCS_BUCKET"},
     {"CMF_PUBLISH_ADAPTER", "publish-adapter", "0", false, "1: also publish the adapter as its own Ollama model on the base (NAME-adapter)"},
+    {"CMF_GATE", "gate", "1", false, "1: evaluate every variant against the lossless file and hold back failing ones; 0 (--no-gate): publish unmeasured"},
+    {"CMF_MAX_KLD", "max-kld", nullptr, false, "gate: largest mean KL divergence a variant may have (default: per type, see README)"},
+    {"CMF_MIN_TOP1", "min-top1", nullptr, false, "gate: smallest top-1 agreement in percent (default: per type, see README)"},
+    {"CMF_IMATRIX", "imatrix", nullptr, false, "auto: compute an importance matrix on cmf's calibration text from the F16 first, and quantize with it"},
     {"HF_TOKEN", nullptr, nullptr, true, "Hugging Face token (gated models)"},
     {"GCP_PROJECT", "project", nullptr, false, "Google Cloud project"},
     {"GCS_BUCKET", "bucket", nullptr, false, "bucket for models, markers, logs (name or gs://name)"},
@@ -48,6 +52,21 @@ inline constexpr ConfigKey kConfigKeys[] = {
     {"GCE_ZONE", "zone", "us-central1-a", false, "worker VM zone"},
     {"GCE_MAX_RUN", "max-run", "3600s", false, "worker VM run-time limit (then it is deleted)"},
 };
+
+// CMF_MAX_KLD (>= 0) and CMF_MIN_TOP1 (a percentage).
+inline double parse_gate_number(const std::string& key, const std::string& s) {
+    double v = -1;
+    try {
+        size_t n = 0;
+        v = std::stod(s, &n);
+        if (n != s.size()) v = -1;
+    } catch (...) {
+        v = -1;
+    }
+    if (!(v >= 0) || (key == "CMF_MIN_TOP1" && v > 100))
+        fail(ErrorKind::usage, key + " must be " + (key == "CMF_MIN_TOP1" ? "a percentage from 0 to 100" : "a number >= 0") + ", not '" + s + "'");
+    return v;
+}
 
 inline const ConfigKey* find_config_key(const std::string& name) {
     for (const auto& k : kConfigKeys)
@@ -257,6 +276,15 @@ inline FactoryConfig resolve_config(const std::map<std::string, std::string>& fl
         if (s != "0" && s != "1") fail(ErrorKind::usage, "CMF_PUBLISH_ADAPTER must be 0 or 1, not '" + s + "'");
     });
     checked("CMF_LORA", [](const std::string& s) { parse_lora_location(s, "bucket"); });
+    checked("CMF_IMATRIX", [](const std::string& s) {
+        if (s != "auto" && !s.empty())
+            fail(ErrorKind::usage, "CMF_IMATRIX must be auto (the factory computes it; a file of your own goes to cmf quantize --imatrix FILE), not '" + s + "'");
+    });
+    checked("CMF_GATE", [](const std::string& s) {
+        if (s != "0" && s != "1") fail(ErrorKind::usage, "CMF_GATE must be 0 or 1, not '" + s + "'");
+    });
+    for (const char* k : {"CMF_MAX_KLD", "CMF_MIN_TOP1"})
+        checked(k, [k](const std::string& s) { parse_gate_number(k, s); });
     if (cfg.values_["CMF_PUBLISH_ADAPTER"].value == "1" && cfg.values_["CMF_LORA"].source == ConfigSource::unset)
         fail(ErrorKind::usage, "CMF_PUBLISH_ADAPTER=1 needs CMF_LORA (the adapter to publish)");
     // Another model than the default one, and no prefix given: name its variants after the

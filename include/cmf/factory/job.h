@@ -12,17 +12,26 @@
 //                "host": "" (registry.ollama.ai) | "HOST[:PORT]" | "https://HOST[:PORT]" |
 //                        "http://127.0.0.1:PORT" (plain http: loopback only, for tests)},
 //   "secrets": {"hf_token_ref": "" | "env:HF_TOKEN" | "file:/path" | "gs://b/o" | "metadata:KEY"},
-//   "flags": {"mmproj": true, "threads": 0, "delete_vm": false, "publish_adapter": false},
+//   "flags": {"mmproj": true, "threads": 0, "delete_vm": false, "publish_adapter": false,
+//             "gate": true, "max_kld": null | 0.05, "min_top1": null | 90.0, "upload_reference": false,
+//             "imatrix": "" | "auto"},
 //   "lora": {"uri": "hf://ORG/ADAPTER" | "gs://BUCKET/PATH/" | "file:///abs/dir", "revision": "main"}  (optional)
 // }
 // With "lora" every variant is the model with the adapter merged; with flags.publish_adapter
 // each variant also gets <model_name>-adapter: the base without the adapter plus the adapter as
 // an Ollama ADAPTER layer.
+// flags.gate: every variant is evaluated against the lossless conversion of the same pass (KL
+// divergence, top-1, degeneration smoke: engine/gate.h) and one over the limits (per type, or
+// max_kld / min_top1) is failed, not published; upload_reference also uploads that lossless file.
+// flags.imatrix "auto": an importance matrix computed with the engine on cmf's built-in
+// calibration text from the F16 of the checkpoint (a first, lossless pass), used by every
+// quantized variant and recorded in its metadata and card.
 // Secrets are never in the job, only where to find them: the job sits in instance metadata,
 // readable by anyone with compute.instances.get and by every process on the VM.
 #pragma once
 
 #include <cctype>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -61,6 +70,10 @@ struct Job {
     std::string lora_uri;  // "" = no adapter
     std::string lora_revision = "main";
     bool publish_adapter = false;
+    bool gate = true;
+    std::optional<double> max_kld, min_top1;
+    bool upload_reference = false;
+    bool imatrix_auto = false;
 
     bool source_is_hf() const { return source_uri.rfind("hf://", 0) == 0; }
     std::string source_local_path() const { return source_uri.rfind("file://", 0) == 0 ? source_uri.substr(7) : ""; }
@@ -179,6 +192,8 @@ inline void validate_job(const Job& j) {
             bad("lora.revision '" + j.lora_revision + "' is not a branch, tag or commit");
     }
     if (j.publish_adapter && j.lora_uri.empty()) bad("flags.publish_adapter needs a lora");
+    if (j.max_kld && !(*j.max_kld >= 0)) bad("flags.max_kld must be a number >= 0");
+    if (j.min_top1 && !(*j.min_top1 >= 0 && *j.min_top1 <= 100)) bad("flags.min_top1 must be a percentage from 0 to 100");
 }
 
 inline nlohmann::json job_to_json(const Job& j) {
@@ -194,7 +209,10 @@ inline nlohmann::json job_to_json(const Job& j) {
                                                : nlohmann::json{{"namespace", j.registry_namespace}, {"key_ref", j.registry_key_ref},
                                                                 {"host", j.registry_host}}},
             {"secrets", {{"hf_token_ref", j.hf_token_ref}}},
-            {"flags", {{"mmproj", j.mmproj}, {"threads", j.threads}, {"delete_vm", j.delete_vm}, {"publish_adapter", j.publish_adapter}}}};
+            {"flags", {{"mmproj", j.mmproj}, {"threads", j.threads}, {"delete_vm", j.delete_vm}, {"publish_adapter", j.publish_adapter},
+                       {"gate", j.gate}, {"upload_reference", j.upload_reference}, {"imatrix", j.imatrix_auto ? "auto" : ""}}}};
+    if (j.max_kld) out["flags"]["max_kld"] = *j.max_kld;
+    if (j.min_top1) out["flags"]["min_top1"] = *j.min_top1;
     if (!j.lora_uri.empty()) out["lora"] = {{"uri", j.lora_uri}, {"revision", j.lora_revision}};
     return out;
 }
@@ -252,7 +270,7 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
     }
     if (d.contains("flags")) {
         const auto& f = d["flags"];
-        only(f, "flags", {"mmproj", "threads", "delete_vm", "publish_adapter"});
+        only(f, "flags", {"mmproj", "threads", "delete_vm", "publish_adapter", "gate", "max_kld", "min_top1", "upload_reference", "imatrix"});
         auto boolean = [&](const char* k, bool& out) {
             if (!f.contains(k)) return;
             if (!f[k].is_boolean()) bad(std::string("flags.") + k + " must be true or false");
@@ -261,6 +279,19 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
         boolean("mmproj", j.mmproj);
         boolean("delete_vm", j.delete_vm);
         boolean("publish_adapter", j.publish_adapter);
+        boolean("gate", j.gate);
+        boolean("upload_reference", j.upload_reference);
+        auto number = [&](const char* k, std::optional<double>& out) {
+            if (!f.contains(k) || f[k].is_null()) return;
+            if (!f[k].is_number()) bad(std::string("flags.") + k + " must be a number");
+            out = f[k].get<double>();
+        };
+        if (f.contains("imatrix")) {
+            if (!f["imatrix"].is_string() || (f["imatrix"] != "" && f["imatrix"] != "auto")) bad("flags.imatrix must be \"\" or \"auto\"");
+            j.imatrix_auto = f["imatrix"] == "auto";
+        }
+        number("max_kld", j.max_kld);
+        number("min_top1", j.min_top1);
         if (f.contains("threads")) {
             if (!f["threads"].is_number_unsigned()) bad("flags.threads must be a non-negative integer");
             j.threads = f["threads"].get<unsigned>();

@@ -4,6 +4,8 @@
 // terms for MedGemma).
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -41,6 +43,8 @@ struct ModelCardInput {
     std::string license;       // the base model card's `license:` (empty: unknown)
     std::string license_name, license_link;
     std::optional<CardLora> lora;
+    nlohmann::json gate;  // the quality gate's record (engine/gate.h gate_json), or null
+    std::string imatrix;  // how the importance matrix was made, or "" (none)
 };
 
 // Reads `license`, `license_name`, `license_link` from the YAML front matter of the base
@@ -88,6 +92,35 @@ inline std::string render_model_card(const ModelCardInput& in) {
         for (size_t i = 0; i < l.targets.size(); ++i) o << (i ? ", " : " ") << "`" << l.targets[i] << "`";
         o << ".\n\n| adapter file | size (bytes) | sha256 |\n|---|---:|---|\n";
         for (const auto& f : l.files) o << "| " << f.name << " | " << f.size << " | `" << f.sha256 << "` |\n";
+        o << "\n";
+    }
+    if (!in.imatrix.empty()) o << "## Importance matrix\n\nQuantized with the importance matrix " << in.imatrix << ".\n\n";
+    if (in.gate.is_object() && in.gate.contains("mean_kld")) {
+        const auto& g = in.gate;
+        auto num = [](double v, const char* f) {
+            char b[64];
+            std::snprintf(b, sizeof b, f, v);
+            return std::string(b);
+        };
+        o << "## Quality (measured before publishing)\n\n";
+        o << "Evaluated with llama.cpp against the lossless `" << g.value("reference", std::string()) << "` of the same build, the way "
+          << "`llama-perplexity --kl-divergence` measures it, on cmf's built-in evaluation text (" << g.value("tokens", 0)
+          << " scored tokens, chat-formatted medical document extraction and general instructions).\n\n";
+        o << "| metric | " << in.type << " | gate |\n|---|---:|---:|\n";
+        o << "| mean KL divergence | " << num(g.value("mean_kld", 0.0), "%.6f") << " | <= " << num(g["limits"].value("max_kld", 0.0), "%.6f") << " |\n";
+        o << "| 99th percentile KLD | " << num(g.value("p99_kld", 0.0), "%.6f") << " | |\n";
+        o << "| maximum KLD | " << num(g.value("max_kld", 0.0), "%.6f") << " | |\n";
+        o << "| same top token | " << num(g.value("same_top_p", 0.0), "%.3f") << " % | >= " << num(g["limits"].value("min_top1", 0.0), "%.2f") << " % |\n";
+        o << "| PPL(Q)/PPL(base) | " << num(g.value("ppl_ratio", 0.0), "%.6f") << " | |\n";
+        o << "| RMS delta p | " << num(g.value("rms_dp", 0.0), "%.3f") << " % | |\n";
+        if (g.contains("smoke")) {
+            size_t n = g["smoke"].size(), bad = 0;
+            for (const auto& c : g["smoke"]) bad += c.value("looping", false) || c.value("no_end", false);
+            if (g.value("smoke_judged", true))
+                o << "| degeneration smoke | " << n - bad << " of " << n << " generations clean | no new loops |\n";
+            else
+                o << "| degeneration smoke | not judged: the lossless model itself degenerates | |\n";
+        }
         o << "\n";
     }
     o << "## Files\n\n| file | size (bytes) | sha256 |\n|---|---:|---|\n";

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdio>
+#include <map>
 #include <string>
 
 #include "cmf/factory/status.h"
@@ -50,6 +51,32 @@ inline std::string render_status(Bucket& b, const std::string& prefix, const Buc
             for (auto it = j["variants"].begin(); it != j["variants"].end(); ++it)
                 if (it->contains("push") && (*it)["push"].value("state", "") == "skipped")
                     o += "  " + it.key() + ": push skipped: " + (*it)["push"].value("reason", "") + "\n";
+    }
+    // the quality gate's figures of the latest job that measured each variant
+    std::map<std::string, std::pair<std::string, nlohmann::json>> gates;  // variant -> (type, gate record)
+    for (const auto& j : s.jobs)
+        if (j.contains("variants"))
+            for (auto it = j["variants"].begin(); it != j["variants"].end(); ++it)
+                if (it->contains("gate") && (*it)["gate"].is_object()) gates[it.key()] = {it->value("type", ""), (*it)["gate"]};
+    if (!gates.empty()) {
+        o += "quality gate (llama.cpp, against the lossless file of the same build):\n";
+        std::snprintf(line, sizeof line, "  %-10s %-7s %10s %10s %10s %9s %10s  %s\n", "variant", "type", "mean KLD", "p99 KLD", "max KLD", "same top", "PPL ratio", "verdict");
+        o += line;
+        for (const auto& [name, tg] : gates) {
+            const auto& g = tg.second;
+            if (g.value("lossless_reference", false)) {
+                std::snprintf(line, sizeof line, "  %-10s %-7s %10s %10s %10s %9s %10s  %s\n", name.c_str(), tg.first.c_str(), "-", "-", "-", "-", "-",
+                              "the reference");
+            } else {
+                std::string verdict = g.value("pass", false) ? "pass" : "FAIL";
+                if (g.contains("reasons") && !g["reasons"].empty()) verdict += ": " + g["reasons"][0].get<std::string>();
+                char top[32];
+                std::snprintf(top, sizeof top, "%.2f %%", g.value("same_top_p", 0.0));
+                std::snprintf(line, sizeof line, "  %-10s %-7s %10.6f %10.6f %10.6f %9s %10.6f  %.200s\n", name.c_str(), tg.first.c_str(),
+                              g.value("mean_kld", 0.0), g.value("p99_kld", 0.0), g.value("max_kld", 0.0), top, g.value("ppl_ratio", 0.0), verdict.c_str());
+            }
+            o += line;
+        }
     }
     if (s.heartbeat) o += "heartbeat: " + s.heartbeat->value("phase", "?") + " at " + s.heartbeat->value("ts", "?") + "\n";
     for (const auto& [name, v] : s.variants) {

@@ -12,6 +12,11 @@
 //      planned alone first so a variant that cannot be made fails alone
 //   4. per variant: GGUF (+ mmproj), quality report and model card to models/<name>/, then the
 //      create-only `.built` marker (artifacts first, marker last)
+//   4a. with job.gate (before 4): every variant evaluated against the lossless file of the same
+//      pass (an F16 added to the pass when no lossless variant is asked for; local only unless
+//      flags.upload_reference) through WorkerHooks::gate (the engine: KL divergence, top-1,
+//      degeneration smoke, with the vision tower when there is one); a variant over its limits
+//      (engine/gate.h) is failed with the reason, its files neither uploaded nor pushed
 //   5. push: WorkerHooks::push (the Ollama registry seam); reported as skipped with a reason
 //      when no registry is configured or the client is not in this build
 // A failure marks the variants it hit with `<variant>-error.fail` (the error line) and uploads
@@ -39,8 +44,10 @@
 
 #include "cmf/core/error.h"
 #include "cmf/core/temp_file.h"
+#include "cmf/engine/gate.h"
 #include "cmf/factory/bucket.h"
 #include "cmf/factory/digest.h"
+#include "cmf/factory/fault_injection.h"
 #include "cmf/factory/job.h"
 #include "cmf/factory/model_card.h"
 #include "cmf/factory/ollama_export.h"
@@ -88,6 +95,12 @@ struct WorkerHooks {
     std::function<std::optional<std::string>(const std::string& name)> getenv;
     std::function<void(const std::string& line)> console;
     std::function<void(const std::string& phase)> on_phase;  // called when a phase is entered
+    // Seam: the quality gate's engine (engine/gate_run.h): a session on the lossless reference
+    // (and the pass's mmproj, or empty). Unset: this cmf has no engine, and a gated job fails.
+    std::function<std::unique_ptr<engine::GateSession>(const fs::path& reference, const fs::path& mmproj)> gate;
+    // Seam: an importance matrix of `lossless` on the built-in calibration text, written to `out`
+    // (llama-imatrix's GGUF). Unset: no engine, and a job with flags.imatrix "auto" fails.
+    std::function<void(const fs::path& lossless, const fs::path& out)> imatrix;
 };
 
 struct WorkerOptions {
@@ -200,6 +213,14 @@ private:
         {
             std::lock_guard<std::mutex> g(hb_mu_);
             const auto now = std::chrono::steady_clock::now();
+            if (name != cur_phase_) {
+                if (!cur_phase_.empty()) {
+                    auto& t = status_["timings"][cur_phase_];
+                    t = (t.is_number() ? t.get<double>() : 0.0) + std::chrono::duration<double>(now - phase_t0_).count();
+                }
+                cur_phase_ = name;
+                phase_t0_ = now;
+            }
             if (!force && now - last_beat_ < kHeartbeatInterval) return;
             last_beat_ = now;
             hb_ = {{"job_id", job_.job_id}, {"phase", name}, {"detail", redact_(detail)}, {"ts", utc_timestamp()},
@@ -349,7 +370,11 @@ private:
             }
             pending = ok;
             if (pending.empty()) return;
-            ConvertRequest req = request(src.dir, out_dir, pending);
+            if (job_.imatrix_auto) {
+                stage = "computing the importance matrix";
+                imatrix_ = compute_imatrix(src.dir, out_dir, pending);
+            }
+            ConvertRequest req = request(src.dir, out_dir, pending, job_.gate);
             ConversionPlan plan0 = plan_conversion(req);
             // the vision tower goes along when the family converts one and the checkpoint has it
             const bool tower = std::any_of(plan0.tensors.begin(), plan0.tensors.end(),
@@ -408,8 +433,14 @@ private:
             std::optional<size_t> mmproj_index;
             for (size_t i = 0; i < plan.files.size(); ++i)
                 if (plan.files[i].label.rfind("mmproj", 0) == 0) mmproj_index = i;
+            inject_test_damage(plan, pending);
+            if (job_.gate) {
+                stage = "gating";
+                run_gate(plan, req, pending, mmproj_index);
+            }
             for (size_t k = 0; k < pending.size(); ++k) {
                 const JobVariant& v = *pending[k];
+                if (gate_failed_.count(v.name)) continue;
                 stage = "uploading " + v.name;
                 try {
                     publish_variant(v, plan, res, k, mmproj_index, src, ollama_base ? std::optional<size_t>(*ollama_base + k) : std::nullopt);
@@ -423,6 +454,140 @@ private:
                 if (std::find(report_.failed.begin(), report_.failed.end(), v->name) == report_.failed.end() &&
                     std::find(report_.built.begin(), report_.built.end(), v->name) == report_.built.end())
                     mark_failed(*v, stage + ": " + e.what());
+        }
+    }
+
+    // ---- 2a. flags.imatrix "auto": a lossless F16 pass (with the adapter merged, if any), the
+    // engine's importance matrix of it on the built-in calibration text, uploaded to
+    // <prefix>imatrix/; the F16 is removed again.
+    std::shared_ptr<const ImatrixData> compute_imatrix(const fs::path& src, const fs::path& out_dir, const std::vector<const JobVariant*>& pending) {
+        if (!hooks_.imatrix)
+            fail(ErrorKind::usage, "this cmf has no engine (llama.cpp), so it cannot compute an importance matrix; use a cmf built with it");
+        phase("imatrix", "F16 of the checkpoint");
+        const fs::path dir = out_dir / "imatrix";
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        ConvertRequest r;
+        r.src = src;
+        r.out_dir = dir;
+        r.types.push_back(*parse_variant("f16"));
+        if (lora_) r.loras.push_back({lora_->dir, 1.0});
+        const ConversionPlan p = plan_conversion(r);
+        require_free_space(dir, planned_output_bytes(p), "the F16 for the importance matrix");
+        const unsigned threads = job_.threads ? job_.threads : std::max(1u, std::thread::hardware_concurrency());
+        run_conversion(p, threads, {});
+        const std::string name = (job_.source_is_hf() ? job_.hf_repo().substr(job_.hf_repo().find('/') + 1) : fs::path(src).filename().string());
+        const fs::path file = out_dir / (name + ".imatrix.gguf");
+        phase("imatrix", file.filename().string());
+        const auto t0 = std::chrono::steady_clock::now();
+        hooks_.imatrix(p.files.front().path, file);
+        fs::remove_all(dir, ec);
+        auto m = std::make_shared<ImatrixData>(load_imatrix(file));
+        m->file = file.filename().string();  // what the files record: the name, not this VM's path
+        const std::string obj = job_.prefix + "imatrix/" + file.filename().string();
+        bucket_.put_file(obj, file);
+        status_["imatrix"] = {{"object", obj}, {"sha256", sha256_file(file)}, {"chunks", m->chunks}, {"entries", m->values.size()},
+                              {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+        log("importance matrix " + file.filename().string() + ": " + std::to_string(m->values.size()) + " weights, " + std::to_string(m->chunks) +
+                " chunks of cmf's calibration text; uploaded to " + obj,
+            pending);
+        return m;
+    }
+
+    // ---- 4a. the quality gate
+    // Every variant of the pass against the lossless file of the same pass. A variant over its
+    // limits is failed here (marker, log with the offending output, status), not published.
+    void run_gate(const ConversionPlan& plan, const ConvertRequest& req, const std::vector<const JobVariant*>& pending,
+                  std::optional<size_t> mmproj_index) {
+        const std::optional<size_t> ref_i = lossless_index(req);
+        if (!ref_i) fail(ErrorKind::internal, "the gate has no lossless file in the pass");
+        const fs::path reference = plan.files[*ref_i].path;
+        if (!hooks_.gate)
+            fail(ErrorKind::usage, "this cmf has no engine (llama.cpp), so it cannot gate the variants; use a cmf built with it, or --no-gate to publish unmeasured");
+        phase("gate", "reference " + reference.filename().string());
+        log("gate: the lossless reference is " + reference.filename().string() + (mmproj_index ? " with " + plan.files[*mmproj_index].path.filename().string() : ""),
+            pending);
+        const auto t0 = std::chrono::steady_clock::now();
+        std::unique_ptr<engine::GateSession> session = hooks_.gate(reference, mmproj_index ? plan.files[*mmproj_index].path : fs::path());
+        engine::GateSettings gs;
+        gs.max_kld = job_.max_kld;
+        gs.min_top1 = job_.min_top1;
+        for (size_t k = 0; k < pending.size(); ++k) {
+            const JobVariant& v = *pending[k];
+            phase("gate", v.name);
+            nlohmann::json rec;
+            if (k == *ref_i) {
+                rec = {{"reference", reference.filename().string()}, {"lossless_reference", true}, {"pass", true}};
+            } else {
+                const engine::GateMeasure m = session->measure(plan.files[k].path);
+                const engine::GateVerdict verdict = engine::judge(v.type, m.kld, m.degeneration, gs);
+                rec = engine::gate_json(m.kld, verdict, m.smoke, reference.filename().string(), m.smoke_judged);
+                if (!m.smoke_judged)
+                    log("gate smoke: not judged, the lossless model itself loops or runs on in more than 1 of 4 generations", {&v});
+                char line[256];
+                std::snprintf(line, sizeof line, "gate: mean KLD %.6f (limit %.6f), same top p %.2f %% (limit %.2f %%), PPL ratio %.4f, %zu tokens: %s",
+                              m.kld.mean_kld, verdict.limits.max_kld, m.kld.same_top_p, verdict.limits.min_top1, m.kld.ppl_ratio, m.kld.tokens,
+                              verdict.pass ? "pass" : "FAIL");
+                log(line, {&v});
+                for (const auto& n : verdict.notes) log("gate: " + n, {&v});
+                for (const auto& c : m.smoke)
+                    if (m.smoke_judged && (c.value("looping", false) || c.value("no_end", false)))
+                        log("gate smoke " + c.value("prompt", "") + " (" + c.value("mode", "") + "): " + c.value("detail", ""), {&v});
+                if (!verdict.pass) {
+                    std::string why;
+                    for (const auto& r : verdict.reasons) why += (why.empty() ? "" : "; ") + r;
+                    gate_records_[v.name] = rec;
+                    status_["variants"][v.name]["gate"] = status_gate(rec);
+                    gate_failed_.insert(v.name);
+                    mark_failed(v, "quality gate: " + why);
+                    continue;
+                }
+            }
+            gate_records_[v.name] = rec;
+            status_["variants"][v.name]["gate"] = status_gate(rec);
+        }
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        status_["gate_seconds"] = secs;
+        log("gate: " + std::to_string(pending.size()) + " variant(s) in " + fmt_secs(secs), pending);
+        write_status();
+        if (job_.upload_reference) {
+            const std::string obj = job_.prefix + "reference/" + reference.filename().string();
+            bucket_.put_file(obj, reference);
+            status_["reference_object"] = obj;
+            log("uploaded the gate's reference to " + obj, pending);
+        }
+    }
+    static std::string fmt_secs(double s) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.1f s", s);
+        return b;
+    }
+    // what status.json keeps of a gate record: the figures and the verdict, not the smoke's outputs
+    static nlohmann::json status_gate(const nlohmann::json& rec) {
+        nlohmann::json g = rec;
+        g.erase("smoke");
+        return g;
+    }
+    // CMF_TEST_DAMAGE=TYPE:scales[:TENSOR] | TYPE:norms (tests only, factory/fault_injection.h):
+    // damages the built file of that type before the gate sees it.
+    void inject_test_damage(const ConversionPlan& plan, const std::vector<const JobVariant*>& pending) {
+        const auto spec = hooks_.getenv ? hooks_.getenv("CMF_TEST_DAMAGE") : std::nullopt;
+        if (!spec || spec->empty()) return;
+        std::vector<std::string> parts;
+        for (size_t i = 0, j; i <= spec->size(); i = j + 1) {
+            j = spec->find(':', i);
+            if (j == std::string::npos) j = spec->size();
+            parts.push_back(spec->substr(i, j - i));
+        }
+        for (size_t k = 0; k < pending.size(); ++k) {
+            if (pending[k]->type != parts[0]) continue;
+            if (parts.size() > 1 && parts[1] == "norms") {
+                const int n = damage_norms(plan.files[k].path);
+                log("CMF_TEST_DAMAGE: " + std::to_string(n) + " norm weights without their +1", {pending[k]});
+            } else {
+                const std::string t = damage_scales(plan.files[k].path, parts.size() > 2 ? parts[2] : "token_embd.weight");
+                log("CMF_TEST_DAMAGE: scrambled the scales of " + t, {pending[k]});
+            }
         }
     }
 
@@ -485,7 +650,7 @@ private:
         return l;
     }
 
-    ConvertRequest request(const fs::path& src, const fs::path& out, const std::vector<const JobVariant*>& vs) const {
+    ConvertRequest request(const fs::path& src, const fs::path& out, const std::vector<const JobVariant*>& vs, bool with_reference = false) const {
         ConvertRequest r;
         r.src = src;
         r.out_dir = out;
@@ -493,12 +658,22 @@ private:
             r.loras.push_back({lora_->dir, 1.0});
             r.unmerged_too = job_.publish_adapter;
         }
+        if (imatrix_) r.imatrix = imatrix_;
         for (const auto* v : vs) {
             auto pv = parse_variant(factory_type_name(v->name));
             if (!pv) fail(ErrorKind::internal, "variant " + v->name + " lost its type");
             r.types.push_back(*pv);
         }
+        // the gate's lossless reference: an F16 of the same pass when no lossless variant is asked for
+        if (with_reference && !lossless_index(r)) r.types.push_back(*parse_variant("f16"));
         return r;
+    }
+    static std::optional<size_t> lossless_index(const ConvertRequest& r) {
+        for (size_t i = 0; i < r.types.size(); ++i)
+            if (r.types[i].convert && (*r.types[i].convert == ConvertType::F16 || *r.types[i].convert == ConvertType::BF16 ||
+                                       *r.types[i].convert == ConvertType::F32))
+                return i;
+        return std::nullopt;
     }
 
     // models/<name>/<name>.ollama.tar.zst: the variant as an Ollama model (store layout).
@@ -566,7 +741,9 @@ private:
             files.push_back({{"object", obj}, {"name", fname}, {"size", size}, {"sha256", sha}, {"label", pf.label}});
             fs::path q = local;
             q.replace_extension(".quality.json");
-            bucket_.put(model_object(job_.prefix, model_name, q.filename().string()), quality_report_json(plan, pf, res.errors[i]).dump(1) + "\n");
+            nlohmann::json qj = quality_report_json(plan, pf, res.errors[i]);
+            if (i == idx.front() && card.gate.is_object()) qj["gate"] = card.gate;  // the variant's own file
+            bucket_.put(model_object(job_.prefix, model_name, q.filename().string()), qj.dump(1) + "\n");
         }
         return files;
     }
@@ -589,6 +766,10 @@ private:
         card.job_id = job_.job_id;
         read_base_license(src.dir / "README.md", card);
         if (lora_) card.lora = card_lora("merged");
+        if (gate_records_.count(v.name)) card.gate = gate_records_[v.name];
+        if (imatrix_ && status_.contains("imatrix"))
+            card.imatrix = "`" + imatrix_->file + "` (sha256 `" + status_["imatrix"].value("sha256", "") + "`), computed by cmf with llama.cpp from the F16 of this build on its built-in calibration text (" +
+                           std::to_string(imatrix_->chunks) + " chunks of 512 tokens of chat-formatted medical document extraction and general instructions)";
         nlohmann::json files = upload_files(v, v.model_name, plan, res, idx, card);
         nlohmann::json exp;
         if (opts_.ollama_export) {
@@ -610,6 +791,7 @@ private:
             ac.model_name = am;
             ac.outputs.clear();
             ac.lora = card_lora("adapter");
+            ac.gate = nullptr;  // the gate measured the merged variant, not this base + adapter
             std::vector<size_t> aidx = {*base_i, *adapter_i};
             if (mmproj_index) aidx.push_back(*mmproj_index);
             nlohmann::json afiles = upload_files(v, am, plan, res, aidx, ac);
@@ -628,6 +810,7 @@ private:
         if (!exp.is_null()) built["ollama_export"] = exp;
         if (!adapter_model.is_null()) built["adapter_model"] = adapter_model;
         if (lora_) built["lora"] = {{"uri", job_.lora_uri}, {"revision", card.lora->revision}};
+        if (gate_records_.count(v.name)) built["gate"] = status_gate(gate_records_[v.name]);
         log("built " + v.model_name, {&v});
         flush_log(v);
         // artifacts first, then the marker: a marker always means the files are complete
@@ -769,8 +952,13 @@ private:
     nlohmann::json status_;
     std::map<std::string, std::string> logs_;
     std::map<std::string, nlohmann::json> built_info_;
-    std::optional<SourceSnapshot> lora_;  // the fetched adapter, when the job has one
-    std::shared_ptr<const LoraAdapter> adapter_;
+    std::optional<SourceSnapshot> lora_;
+    std::map<std::string, nlohmann::json> gate_records_;  // variant -> its gate record
+    std::shared_ptr<const ImatrixData> imatrix_;  // flags.imatrix "auto"
+    std::set<std::string> gate_failed_;
+    std::shared_ptr<const LoraAdapter> adapter_;  // the fetched adapter, when the job has one
+    std::string cur_phase_;  // status "timings": seconds spent in each phase
+    std::chrono::steady_clock::time_point phase_t0_{};
     std::chrono::steady_clock::time_point last_beat_{};
     std::mutex hb_mu_;
     nlohmann::json hb_;
