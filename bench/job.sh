@@ -88,7 +88,7 @@ jq -n --argjson files "$files" --arg tok "$TOKEN" --arg up "http://127.0.0.1:$RE
   proxy: [{prefix: "/v2/", upstream: $up, ollama_auth: true}]}' > "$W/emu.json"
 "$EMU" --state-dir "$W/emu" --config "$W/emu.json" --ready-file "$W/ready.json" --quiet &
 EMU_PID=$!
-for _ in $(seq 300); do [ -f "$W/ready.json" ] && break; sleep 0.1; done
+for _ in $(seq 6000); do [ -f "$W/ready.json" ] && break; sleep 0.1; done  # it hashes the checkpoint first
 [ -f "$W/ready.json" ] || { echo "job.sh: the emulator did not start" >&2; exit 1; }
 HTTPS=$(jq -r .https_base "$W/ready.json"); HTTP=$(jq -r .http_base "$W/ready.json"); CA=$(jq -r .ca_file "$W/ready.json")
 # cloud.md's rates: the Hub's CDN per connection, GCS reads
@@ -118,14 +118,23 @@ status_of() {  # $1 = bucket -> the job's status JSON
 bytes_of() {  # $1 = bucket, $2 = prefix -> bytes of the objects under it
     curl -s --cacert "$CA" "$HTTPS/storage/v1/b/$1/o?prefix=$2&maxResults=1000" | jq '[.items[]?.size | tonumber] | add // 0'
 }
+empty_bucket() {  # the emulator keeps objects in memory: make room for the next run
+    curl -s --cacert "$CA" "$HTTPS/storage/v1/b/$1/o?maxResults=1000" | jq -r '.items[]?.name | @uri' |
+        while read -r o; do curl -s --cacert "$CA" -X DELETE "$HTTPS/storage/v1/b/$1/o/$o" >/dev/null; done
+}
 
 echo "checkpoint: cmf synth --preset medgemma --layers $LAYERS: $PARAMS parameters ($(mib $((CK_BYTES / 1024)))); MedGemma 1.5 4B has $FULL: times of size-proportional phases x $SCALE" >&2
 WALL_GATE=$(run_job cmf-gate)
-WALL_NOGATE=$(run_job cmf-nogate --no-gate)
 status_of cmf-gate > "$W/gate.json"
-status_of cmf-nogate > "$W/nogate.json"
 MODELS_BYTES=$(bytes_of cmf-gate models/)
-PUSHED_BYTES=$(jq '[.variants[].push.bytes_uploaded? // 0] | add' "$W/gate.json")
+PUSHED_BYTES=0
+for v in q4s q4 q8 f16; do
+    b=$(curl -s --cacert "$CA" "$HTTPS/storage/v1/b/cmf-gate/o/status%2F$v.pushed?alt=media" | jq '.bytes_uploaded // 0' 2>/dev/null || echo 0)
+    PUSHED_BYTES=$((PUSHED_BYTES + b))
+done
+empty_bucket cmf-gate
+WALL_NOGATE=$(run_job cmf-nogate --no-gate)
+status_of cmf-nogate > "$W/nogate.json"
 
 report() {  # $1 = status json, $2 = wall, $3 = label
     jq -r --arg wall "$2" --arg scale "$SCALE" --arg label "$3" --arg mb "$MODELS_BYTES" --arg pb "$PUSHED_BYTES" '

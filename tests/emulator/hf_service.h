@@ -301,24 +301,37 @@ inline std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(const 
 // A file body with Range support (bytes=a-b, a-, -n -> 206 + Content-Range; 416 when
 // unsatisfiable), as the Hub does for resolve/ of small files and the CDN for LFS files
 // (@huggingface/hub asks GET Range: bytes=0-0 to learn a file's size).
-inline Response serve_body(const Request& req, std::string body, Response r) {
+// The file's bytes (or the requested range of them), copied once: files are big (a checkpoint's
+// shards) and every ranged request must not copy the whole file under the state lock.
+// `flip_at`: a byte to invert (a corrupted CDN response), or npos.
+inline Response serve_body(const Request& req, const std::string& content, Response r, std::size_t flip_at = std::string::npos) {
     r.headers.set("Accept-Ranges", "bytes");
     r.headers.set("Content-Type", "application/octet-stream");
+    std::size_t first = 0, last = content.empty() ? 0 : content.size() - 1;
+    bool whole = true;
     if (auto rh = req.headers.get("Range")) {
-        if (auto rg = parse_range(*rh, body.size())) {
-            if (rg->first >= body.size()) {
+        if (auto rg = parse_range(*rh, content.size())) {
+            if (rg->first >= content.size()) {
                 Response e = error(416, "", "Requested Range Not Satisfiable");
-                e.headers.set("Content-Range", "bytes */" + std::to_string(body.size()));
+                e.headers.set("Content-Range", "bytes */" + std::to_string(content.size()));
                 return e;
             }
             r.status = 206;
             r.headers.set("Content-Range", "bytes " + std::to_string(rg->first) + "-" + std::to_string(rg->second) + "/" +
-                                               std::to_string(body.size()));
-            body = body.substr(rg->first, rg->second - rg->first + 1);
+                                               std::to_string(content.size()));
+            first = rg->first;
+            last = rg->second;
+            whole = false;
         }
     }
-    if (req.method == "HEAD") r.headers.set("Content-Length", std::to_string(body.size()));
-    else r.body = std::move(body);
+    const std::size_t n = content.empty() && whole ? 0 : last - first + 1;
+    if (req.method == "HEAD") {
+        r.headers.set("Content-Length", std::to_string(n));
+        return r;
+    }
+    r.body = content.substr(first, n);
+    if (flip_at != std::string::npos && flip_at >= first && flip_at - first < r.body.size())
+        r.body[flip_at - first] = static_cast<char>(r.body[flip_at - first] ^ 0xff);
     return r;
 }
 
@@ -350,14 +363,14 @@ inline Handler make_hf_service(HfEmuState& st) {
                         if (file.lfs && file.sha256 == sha) f = &file;
             if (auth) return error(400, "", "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter should be specified");
             if (!f) return error(404, "", "NoSuchKey");
-            std::string body = f->content;
+            std::size_t flip_at = std::string::npos;
             if (auto it = st.corrupt_cdn.find(sha); it != st.corrupt_cdn.end() && it->second > 0 && req.method == "GET") {
                 --it->second;
-                if (!body.empty()) body[body.size() / 2] = static_cast<char>(body[body.size() / 2] ^ 0xff);
+                if (!f->content.empty()) flip_at = f->content.size() / 2;
             }
             Response r;
             r.headers.set("ETag", "\"" + sha + "\"");
-            return serve_body(req, std::move(body), std::move(r));
+            return serve_body(req, f->content, std::move(r), flip_at);
         }
 
         // Who is calling.

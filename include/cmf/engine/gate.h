@@ -122,6 +122,7 @@ class GateSession {
 public:
     virtual ~GateSession() = default;
     virtual GateMeasure measure(const std::filesystem::path& variant) = 0;
+    virtual nlohmann::json reference_smoke() const { return nlohmann::json::array(); }  // the lossless model's cases
 };
 
 // The gate's record of one variant: figures, limits, verdict (quality JSON, status, card).

@@ -18,17 +18,24 @@ public:
         : ref_(reference, builtin_text(texts::evaluation(), "built-in"), eval), mmproj_(mmproj), image_(image), smoke_settings_(smoke) {
         ref_smoke_ = run_smoke(reference, mmproj_, image_, smoke_settings_);
     }
+    // The variant's smoke runs only when the reference's smoke can judge it (smoke_judges):
+    // against a reference that rambles by itself it would flag nothing and cost the most (every
+    // answer runs to its limit).
     GateMeasure measure(const std::filesystem::path& variant) override {
         GateMeasure m;
         m.kld = ref_.compare(variant);
+        m.smoke_judged = smoke_judges(ref_smoke_);
+        if (!m.smoke_judged) {
+            m.smoke = nlohmann::json::array();
+            return m;
+        }
         const auto cases = run_smoke(variant, mmproj_, image_, smoke_settings_);
         m.degeneration = smoke_flags(ref_smoke_, cases);
         m.smoke = smoke_json(cases);
-        m.smoke_judged = smoke_judges(ref_smoke_);
         return m;
     }
+    nlohmann::json reference_smoke() const override { return smoke_json(ref_smoke_); }
     const Reference& reference() const { return ref_; }
-    const std::vector<SmokeCase>& reference_smoke() const { return ref_smoke_; }
 
 private:
     Reference ref_;

@@ -522,8 +522,9 @@ private:
                 const engine::GateMeasure m = session->measure(plan.files[k].path);
                 const engine::GateVerdict verdict = engine::judge(v.type, m.kld, m.degeneration, gs);
                 rec = engine::gate_json(m.kld, verdict, m.smoke, reference.filename().string(), m.smoke_judged);
+                rec["reference_smoke"] = session->reference_smoke();
                 if (!m.smoke_judged)
-                    log("gate smoke: not judged, the lossless model itself loops or runs on in more than 1 of 4 generations", {&v});
+                    log("gate smoke: not judged, the lossless model itself loops or runs on in more than 1 of 4 generations (its answers are in the quality JSON)", {&v});
                 char line[256];
                 std::snprintf(line, sizeof line, "gate: mean KLD %.6f (limit %.6f), same top p %.2f %% (limit %.2f %%), PPL ratio %.4f, %zu tokens: %s",
                               m.kld.mean_kld, verdict.limits.max_kld, m.kld.same_top_p, verdict.limits.min_top1, m.kld.ppl_ratio, m.kld.tokens,
@@ -566,6 +567,7 @@ private:
     static nlohmann::json status_gate(const nlohmann::json& rec) {
         nlohmann::json g = rec;
         g.erase("smoke");
+        g.erase("reference_smoke");
         return g;
     }
     // CMF_TEST_DAMAGE=TYPE:scales[:TENSOR] | TYPE:norms (tests only, factory/fault_injection.h):
