@@ -65,3 +65,12 @@ set_tests_properties(llama_lora PROPERTIES
   SKIP_RETURN_CODE 77
   TIMEOUT 900
   LABELS "llama;golden")
+
+#   llama_loads_split       `cmf split` sets load from their first part and give the unsplit file's
+#                           logits bit for bit; a set missing a part is refused (tests/llama/check_split.sh)
+add_test(NAME llama_loads_split
+         COMMAND bash ${CMF_LLAMA_TEST_DIR}/check_split.sh $<TARGET_FILE:cmf>)
+set_tests_properties(llama_loads_split PROPERTIES
+  SKIP_RETURN_CODE 77
+  TIMEOUT 600
+  LABELS "llama;golden")
