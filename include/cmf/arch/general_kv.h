@@ -1,10 +1,13 @@
 // The general.* KVs every GGUF starts with, in gguf-py's order (GGUFWriter adds the architecture,
-// set_type the file kind, Metadata.set_gguf_meta_model the sampling defaults and the names).
+// set_type the file kind, Metadata.set_gguf_meta_model the sampling defaults, the names and the
+// model card's license, base models, datasets, tags and languages: arch/card_metadata.h).
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
+#include "cmf/arch/card_metadata.h"
 #include "cmf/arch/hf_config.h"
 #include "cmf/arch/model_name.h"
 #include "cmf/format/gguf.h"
@@ -16,6 +19,7 @@ struct GeneralInfo {
     std::string type;           // "model", "mmproj"
     ModelNameParts name;
     uint64_t n_params = 0;      // elements of every tensor written (the size label's basis)
+    int64_t total_params = 0;   // gguf-py's total_params when not n_params: an adapter's is negative
 };
 
 // generation_config.json -> general.sampling.*; values of the wrong kind are ignored, as the
@@ -50,18 +54,33 @@ inline void add_sampling_kvs(GgufKvList& kv, const fs::path& dir) {
     f32({"mirostat_eta"}, "general.sampling.mirostat_eta");
 }
 
+// dir: where the converter reads README.md, config.json and generation_config.json (the
+// checkpoint; for an adapter, the adapter's directory).
 inline void add_general_kvs(GgufKvList& kv, const GeneralInfo& g, const fs::path& dir, bool with_size_label) {
     kv.set("general.architecture", GgufValue::string(g.architecture));
     kv.set("general.type", GgufValue::string(g.type));
     add_sampling_kvs(kv, dir);
-    kv.set("general.name", GgufValue::string(g.name.name.value_or("model")));
-    if (g.name.version) kv.set("general.version", GgufValue::string(*g.name.version));
-    if (g.name.organization) kv.set("general.organization", GgufValue::string(*g.name.organization));
-    if (g.name.finetune) kv.set("general.finetune", GgufValue::string(*g.name.finetune));
-    if (g.name.basename) kv.set("general.basename", GgufValue::string(*g.name.basename));
-    // a size label from the name wins; else one computed from the parameter count
-    if (g.name.size_label) kv.set("general.size_label", GgufValue::string(*g.name.size_label));
-    else if (with_size_label && g.n_params > 0) kv.set("general.size_label", GgufValue::string(size_label_for(g.n_params)));
+    const ModelCard card = read_model_card(dir);
+    const CardMetadata c = card_metadata(card, g.total_params != 0 ? g.total_params : static_cast<int64_t>(g.n_params));
+    // the card is applied first and config.json / the directory name only fill what it leaves
+    // None, so a card value, even one add_string then skips, replaces the derived one
+    auto text = [&](const char* key, const std::optional<CardField>& from_card, const std::optional<std::string>& derived) {
+        if (from_card) put_card_text(kv, key, from_card->value, card, from_card->key);
+        else if (derived && !derived->empty()) kv.set(key, GgufValue::string(*derived));  // add_string skips ''
+    };
+    text("general.name", c.name, g.name.name.value_or("model"));
+    text("general.author", c.author, std::nullopt);
+    text("general.version", c.version, g.name.version);
+    text("general.organization", c.organization, g.name.organization);
+    text("general.finetune", c.finetune, g.name.finetune);
+    text("general.basename", c.basename, g.name.basename);
+    text("general.description", c.description, std::nullopt);
+    // general.quantized_by comes only from a --metadata override file, which cmf does not take
+    // a size label from the card, else from the name, else one computed from the parameter count
+    std::optional<std::string> size = g.name.size_label;
+    if (!size && with_size_label && g.n_params > 0) size = size_label_for(g.n_params);
+    text("general.size_label", c.size_label, size);
+    add_card_kvs(kv, c, card);
 }
 
 }  // namespace cmf

@@ -112,6 +112,7 @@ inline ConversionPlan plan_adapter_conversion(const AdapterRequest& req) {
         g.architecture = std::string(spec->text.gguf_arch);
         g.type = "adapter";
         g.name = names;
+        g.total_params = -total;  // the card's base_model ids are parsed with it (README.md of the adapter)
         add_general_kvs(kv, g, req.adapter, false);
         kv.set("adapter.lora.alpha", GgufValue::f32(gguf_lora_alpha(*ad, ad->pairs[0].rank)));
         kv.set("general.quantization_version", GgufValue::u32(kQuantizationVersion));
