@@ -20,6 +20,7 @@
 #include "cmf/factory/registry_push.h"
 #include "cmf/factory/self_delete.h"
 #include "cmf/factory/worker.h"
+#include "cmf/hub/hf_publish.h"
 #include "cmf/net/http.h"
 #include "orchestrate/args.h"
 #include "orchestrate/commands.h"
@@ -232,6 +233,30 @@ int cmd_worker(const std::vector<std::string>& argv) {
         o.already_present = r.skipped;
         o.bytes_uploaded = r.bytes_uploaded;
         return o;
+    };
+    // job.hub_repo: the Hub endpoint from HF_ENDPOINT (as for downloads), the job's token.
+    auto hub_client = [&](const std::string& token) {
+        hub::HfEnv env = hub::HfEnv::from_environment();
+        env.token = token;
+        env.token_origin = job.hf_token_ref.empty() ? "the job's token" : job.hf_token_ref;
+        return hub::HfClient(http, env);
+    };
+    hooks.hub_check = [&](const std::string& repo_id, const std::string& token) {
+        hub::HfClient c = hub_client(token);
+        hub::HfPublisher(c).check_write_access(repo_id);
+    };
+    hooks.hub_publish = [&](const factory::Job& j, std::vector<hub::HubFile> files, const std::string& token) -> nlohmann::json {
+        hub::HfClient c = hub_client(token);
+        hub::HfPublisher pub(c, [console](const std::string& l) { console("hub: " + l); });
+        hub::PublishRequest req;
+        req.target = hub::HfSource::parse(j.hub_repo);
+        req.private_repo = j.hub_private;
+        req.message = "Upload GGUF files made by cmf (job " + j.job_id + ")";
+        req.description = "Built and measured by cmf " CMF_VERSION " from " + j.source_uri + ".";
+        req.files = std::move(files);
+        const hub::PublishResult r = pub.publish(std::move(req));
+        return {{"commit", r.commit}, {"url", r.commit_url}, {"committed", r.committed}, {"unchanged", r.unchanged},
+                {"lfs_sent", r.lfs_sent}, {"lfs_stored", r.lfs_stored}, {"bytes_sent", r.bytes_sent}};
     };
     // The quality gate runs on the engine linked into this binary; a cmf without one leaves the
     // hook unset and a gated job fails with a line saying so.

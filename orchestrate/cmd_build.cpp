@@ -115,6 +115,12 @@ static void set_job_gate(factory::Job& job, const factory::FactoryConfig& cfg, c
     if (cfg.is_set("CMF_MIN_TOP1")) job.min_top1 = factory::parse_gate_number("CMF_MIN_TOP1", cfg.get("CMF_MIN_TOP1"));
     job.upload_reference = a.has("upload-reference");
     job.imatrix_auto = cfg.get("CMF_IMATRIX") == "auto";
+    if (cfg.is_set("CMF_HF_REPO")) {
+        job.hub_repo = factory::hub_repo_uri(cfg.get("CMF_HF_REPO"));
+        job.hub_private = cfg.get("CMF_HF_PRIVATE") == "1";
+        if (cfg.get("HF_TOKEN").empty())
+            fail(ErrorKind::auth, "CMF_HF_REPO needs HF_TOKEN, a Hugging Face token with write access (https://huggingface.co/settings/tokens)");
+    }
     if (!job.gate && (job.max_kld || job.min_top1 || job.upload_reference))
         fail(ErrorKind::usage, "--no-gate with --max-kld, --min-top1 or --upload-reference: they are the gate's");
 }

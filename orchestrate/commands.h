@@ -9,6 +9,7 @@ namespace cmf::cli {
 int cmd_quantize(const std::vector<std::string>& argv);
 int cmd_fetch(const std::vector<std::string>& argv);
 int cmd_inspect(const std::vector<std::string>& argv);
+int cmd_split(const std::vector<std::string>& argv);
 int cmd_synth(const std::vector<std::string>& argv);
 int cmd_config(const std::vector<std::string>& argv);
 int cmd_build(const std::vector<std::string>& argv);
@@ -21,6 +22,7 @@ int cmd_selftest(const std::vector<std::string>& argv);
 int cmd_import(const std::vector<std::string>& argv);
 int cmd_push(const std::vector<std::string>& argv);
 int cmd_pull(const std::vector<std::string>& argv);
+int cmd_publish(const std::vector<std::string>& argv);
 int cmd_eval(const std::vector<std::string>& argv);
 int cmd_imatrix(const std::vector<std::string>& argv);
 

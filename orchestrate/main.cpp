@@ -23,6 +23,7 @@ commands:
   quantize SRC_DIR --quant TYPES   convert a local checkpoint to GGUF (f16, bf16, q8_0, q4_k_m, ...)
   fetch hf://ORG/REPO[@REV]        download a model into the Hugging Face cache (--cache gs://...)
   inspect FILE.gguf                print a GGUF file's metadata and tensor table
+  split FILE.gguf --max-size 45G   cut a GGUF into llama.cpp's NAME-00001-of-0000M.gguf parts
   eval --ref REF.gguf VARIANT...   KL divergence, top-1, PPL ratio against the lossless file (llama.cpp)
   imatrix MODEL|CKPT -o FILE       importance matrix with llama.cpp, as llama-imatrix writes it
   synth OUT_DIR [--preset P]       write a synthetic checkpoint (tiny, tiny-mm, medgemma-text, ...)
@@ -36,6 +37,7 @@ commands:
   import BUILD NAME[:TAG]          write an Ollama model into the local store ($OLLAMA_MODELS)
   push [BUILD] NAME[:TAG]          upload an Ollama model to a registry
   pull NAME[:TAG]                  download an Ollama model from a registry into the store
+  publish BUILD hf://ORG/REPO      a build's GGUFs + model card to a Hugging Face repo, one commit
 
 Run `cmf <command> --help` for the options of each command.
   --version   print the version
@@ -50,6 +52,8 @@ const Command kCommands[] = {
     {"quantize", cmf::cli::cmd_quantize},
     {"fetch", cmf::cli::cmd_fetch},
     {"inspect", cmf::cli::cmd_inspect},
+    {"split", cmf::cli::cmd_split},
+    {"publish", cmf::cli::cmd_publish},
     {"eval", cmf::cli::cmd_eval},
     {"imatrix", cmf::cli::cmd_imatrix},
     {"synth", cmf::cli::cmd_synth},

@@ -53,6 +53,7 @@
 
 #include "context.h"
 #include "handler.h"
+#include "hf_write.h"
 
 namespace cmf::emu {
 
@@ -139,6 +140,7 @@ struct HfEmuState {
     std::mutex mu;
     std::map<std::string, HfEmuRepo> repos;
     std::map<std::string, std::string> tokens;  // token -> user
+    HfEmuWrite write;                           // repo creation, uploads, commits (hf_write.h)
     std::size_t tree_page_size = 1000;
     // Test hooks: the next N CDN bodies of a sha256 get one byte flipped.
     std::map<std::string, int> corrupt_cdn;
@@ -154,7 +156,14 @@ struct HfEmuState {
     std::string add_commit(const std::string& id, const std::map<std::string, HfEmuFile>& files, const std::string& revision = "main",
                            std::string commit = "") {
         std::lock_guard<std::mutex> g(mu);
+        return add_commit_locked(id, files, revision, std::move(commit));
+    }
+    // The same with `mu` held; `title` is what the commit log shows.
+    std::string add_commit_locked(const std::string& id, const std::map<std::string, HfEmuFile>& files, const std::string& revision = "main",
+                                  std::string commit = "", const std::string& title = "Upload", const std::string& message = "",
+                                  const std::string& author = "") {
         auto& r = repos[id];
+        const std::string parent = r.refs.count(revision) ? r.refs[revision] : "";
         r.id = id;
         std::map<std::string, HfEmuFile> done;
         std::string ident = id;
@@ -167,6 +176,7 @@ struct HfEmuState {
         if (commit.empty()) commit = hfemu::git_blob(ident + std::to_string(r.commits.size()));
         r.commits[commit] = std::move(done);
         r.refs[revision] = commit;
+        write.commit_meta[commit] = {title, message, parent, hfemu::now_iso(), author};
         return commit;
     }
 
@@ -185,7 +195,8 @@ struct HfEmuState {
     void load_config(const nlohmann::json& hf) {
         if (!hf.is_object()) return;
         if (auto t = hf.find("tokens"); t != hf.end() && t->is_object())
-            for (auto& [tok, user] : t->items()) tokens[tok] = user.get<std::string>();
+            for (auto& [tok, user] : t->items()) tokens[tok] = user.is_string() ? user.get<std::string>() : user.value("user", std::string());
+        write.load(hf);
         if (auto p = hf.find("tree_page_size"); p != hf.end() && p->is_number_unsigned()) tree_page_size = std::max<std::size_t>(1, p->get<std::size_t>());
         if (auto rs = hf.find("repos"); rs != hf.end() && rs->is_array())
             for (const auto& r : *rs) {
@@ -337,6 +348,303 @@ inline Response serve_body(const Request& req, const std::string& content, Respo
 
 }  // namespace hfemu
 
+// The write API (hf_write.h's table). Returns nullopt for requests it does not own.
+inline std::optional<Response> hf_write_route(HfEmuState& st, const Request& req, const std::string& path, const std::string& query) {
+    using namespace hfemu;
+    const bool s3 = path.rfind("/lfs-s3/", 0) == 0;
+    const bool complete = path == "/api/complete_multipart";
+    const bool create = path == "/api/repos/create";
+    const bool lfs_api = path.find(".git/info/lfs/objects/") != std::string::npos && path.rfind("/api/", 0) != 0;
+    const bool counters = path == "/_emu/hf/uploads";
+    std::string op;
+    std::vector<std::string> seg;
+    if (path.rfind("/api/models/", 0) == 0) {
+        seg = split(path.substr(1));
+        if (seg.size() >= 6) op = seg[4];
+        if (op != "preupload" && op != "commit" && op != "commits" && op != "branch") op.clear();
+    }
+    if (!s3 && !complete && !create && !lfs_api && !counters && op.empty()) return std::nullopt;
+
+    std::unique_lock<std::mutex> lock(st.mu);
+    HfEmuWrite& w = st.write;
+    const auto auth = req.headers.get("Authorization");
+    if (st.seen.size() < HfEmuState::kMaxSeen) st.seen.push_back({req.method, req.host, req.target, auth.has_value()});
+    if (counters) return json(nlohmann::json(w.counters));
+
+    // The "S3" side: presigned URLs on the other host, which refuse a second auth mechanism.
+    if (s3) {
+        if (auth) return error(400, "", "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter should be specified");
+        if (req.method != "PUT") return error(405, "", "MethodNotAllowed");
+        const auto parts = split(path.substr(8));  // obj/<oid> | mpu/<id>/<n>
+        Response ok;
+        ok.headers.set("ETag", "\"" + md5_hex(req.body) + "\"");
+        if (parts.size() == 2 && parts[0] == "obj") {
+            const std::string repo = query_param(query, "repo");
+            if (!st.repos.count(repo) || !is_hex64(parts[1])) return error(403, "", "SignatureDoesNotMatch");
+            if (sha256(req.body) != parts[1]) return error(400, "", "BadDigest: the content does not hash to " + parts[1]);
+            w.lfs[repo][parts[1]] = req.body;
+            ++w.counters["basic_puts"];
+            ++w.counters["lfs_objects_stored"];
+            return ok;
+        }
+        if (parts.size() == 3 && parts[0] == "mpu") {
+            auto it = w.multiparts.find(parts[1]);
+            if (it == w.multiparts.end()) return error(404, "", "NoSuchUpload");
+            auto& m = it->second;
+            int n = 0;
+            try {
+                n = std::stoi(parts[2]);
+            } catch (...) {
+                return error(400, "", "InvalidPart");
+            }
+            const std::uint64_t count = (m.size + m.chunk - 1) / m.chunk;
+            if (n < 1 || static_cast<std::uint64_t>(n) > count) return error(400, "", "InvalidPart");
+            m.parts[n] = req.body;
+            ++w.counters["part_puts"];
+            return ok;
+        }
+        return error(404, "", "NoSuchKey");
+    }
+    if (complete) {
+        if (req.method != "POST") return error(405, "", "Method Not Allowed");
+        auto it = w.multiparts.find(query_param(query, "uploadId"));
+        if (it == w.multiparts.end()) return error(404, "", "NoSuchUpload");
+        const auto body = nlohmann::json::parse(req.body, nullptr, false);
+        if (!body.is_object() || !body.contains("parts") || !body["parts"].is_array()) return error(400, "", "Malformed completion body");
+        auto& m = it->second;
+        if (body.value("oid", std::string()) != m.oid) return error(400, "", "oid does not match the upload");
+        const std::uint64_t count = (m.size + m.chunk - 1) / m.chunk;
+        if (body["parts"].size() != count) return error(400, "", "InvalidPart: expected " + std::to_string(count) + " parts");
+        std::string all;
+        for (std::uint64_t i = 0; i < count; ++i) {
+            const auto& p = body["parts"][i];
+            const int n = p.value("partNumber", 0);
+            if (n != static_cast<int>(i + 1)) return error(400, "", "InvalidPartOrder");
+            auto pit = m.parts.find(n);
+            if (pit == m.parts.end()) return error(400, "", "InvalidPart: part " + std::to_string(n) + " was not uploaded");
+            if (p.value("etag", std::string()) != "\"" + md5_hex(pit->second) + "\"") return error(400, "", "InvalidPart: ETag of part " + std::to_string(n));
+            const std::uint64_t want = i + 1 < count ? m.chunk : m.size - m.chunk * (count - 1);
+            if (pit->second.size() != want) return error(400, "", "EntityTooSmall: part " + std::to_string(n));
+            all += pit->second;
+        }
+        if (sha256(all) != m.oid) return error(400, "", "the parts do not hash to " + m.oid);
+        w.lfs[m.repo][m.oid] = std::move(all);
+        w.multiparts.erase(it);
+        ++w.counters["completions"];
+        ++w.counters["lfs_objects_stored"];
+        return json(nlohmann::json::object());
+    }
+
+    // Everything below needs a known token.
+    std::string token, user;
+    if (auth && auth->rfind("Bearer ", 0) == 0) token = auth->substr(7);
+    if (auto t = w.token_info.find(token); t != w.token_info.end()) user = t->second.user;
+    if (auth && user.empty()) return error(401, "", "Invalid credentials in Authorization header");
+    if (user.empty() && op != "commits") return error(401, "", "Invalid credentials in Authorization header");
+    const std::string endpoint = base_url(req, false);
+
+    if (create) {
+        if (req.method != "POST") return error(405, "", "Method Not Allowed");
+        const auto body = nlohmann::json::parse(req.body, nullptr, false);
+        if (!body.is_object() || !body.contains("name") || !body["name"].is_string()) return error(400, "", "\"name\" is required");
+        const std::string ns = body.contains("organization") && body["organization"].is_string() ? body["organization"].get<std::string>() : user;
+        const std::string name = body["name"].get<std::string>();
+        if (body.value("type", std::string("model")) != "model") return error(400, "", "only model repos are emulated");
+        if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+            return error(400, "", "Invalid repo name");
+        if (auto why = w.write_refusal(token, ns); !why.empty()) return error(403, "", why);
+        const std::string id = ns + "/" + name;
+        if (st.repos.count(id)) {
+            Response r = error(409, "", "You already created this model repo");
+            r.body = nlohmann::json{{"error", "You already created this model repo"}, {"url", endpoint + "/" + id}}.dump();
+            return r;
+        }
+        HfEmuFile ga = HfEmuState::file(kInitialGitattributes, false);
+        st.add_commit_locked(id, {{".gitattributes", ga}}, "main", "", "initial commit", "", user);
+        auto& repo = st.repos[id];
+        repo.is_private = body.value("private", false) || body.value("visibility", std::string()) == "private";
+        repo.granted.insert(user);
+        if (auto o = w.orgs.find(ns); o != w.orgs.end())
+            for (const auto& [u, role] : o->second) repo.granted.insert(u);
+        ++w.counters["repos_created"];
+        return json({{"url", endpoint + "/" + id}, {"name", id}, {"id", id}});
+    }
+
+    // Repo-scoped: /api/models/NS/NAME/op/... or /NS/NAME.git/info/lfs/objects/...
+    std::string repo_id;
+    if (lfs_api) {
+        repo_id = path.substr(1, path.find(".git/info/lfs/objects/") - 1);
+    } else {
+        repo_id = seg[2] + "/" + seg[3];
+    }
+    auto rit = st.repos.find(repo_id);
+    const std::string ns = repo_id.substr(0, repo_id.find('/'));
+    if (rit == st.repos.end() || (rit->second.is_private && !rit->second.granted.count(user)))
+        return error(rit == st.repos.end() ? 404 : 401, "RepoNotFound", "Repository not found");
+    HfEmuRepo& repo = rit->second;
+    if (op == "commits") {
+        if (req.method != "GET") return error(405, "", "Method Not Allowed");
+        const std::string rev = url_decode(join(seg, 5));
+        auto ref = repo.refs.find(rev);
+        std::string c = ref != repo.refs.end() ? ref->second : (repo.commits.count(rev) ? rev : "");
+        if (c.empty()) return error(404, "RevisionNotFound", "Invalid rev id: " + rev);
+        nlohmann::json out = nlohmann::json::array();
+        while (!c.empty()) {
+            const auto& m = w.commit_meta[c];
+            out.push_back({{"id", c}, {"title", m.title}, {"message", m.message},
+                           {"authors", nlohmann::json::array({{{"user", m.author.empty() ? "system" : m.author}, {"avatar", ""}}})},
+                           {"date", m.date}});
+            c = m.parent;
+        }
+        return json(out);
+    }
+    if (auto why = w.write_refusal(token, ns); !why.empty()) return error(403, "", why);
+
+    if (lfs_api) {
+        const std::string what = path.substr(path.find(".git/info/lfs/objects/") + 22);
+        const auto body = nlohmann::json::parse(req.body, nullptr, false);
+        if (req.method != "POST" || !body.is_object()) return error(400, "", "Malformed LFS request");
+        if (what == "verify") {
+            const std::string oid = body.value("oid", std::string());
+            auto obj = w.lfs[repo_id].find(oid);
+            if (obj == w.lfs[repo_id].end() || obj->second.size() != body.value("size", std::uint64_t(0)))
+                return error(404, "", "Object " + oid + " not found");
+            return json(nlohmann::json::object());
+        }
+        if (what != "batch") return error(404, "", "Not Found");
+        ++w.counters["batches"];
+        if (body.value("operation", std::string()) != "upload") return error(422, "", "only upload is emulated");
+        bool multipart_ok = false;
+        for (const auto& t : body.value("transfers", nlohmann::json::array())) multipart_ok |= t == "multipart";
+        nlohmann::json objs = nlohmann::json::array();
+        bool any_multipart = false;
+        for (const auto& o : body.value("objects", nlohmann::json::array())) {
+            const std::string oid = o.value("oid", std::string());
+            const std::uint64_t size = o.value("size", std::uint64_t(0));
+            nlohmann::json r{{"oid", oid}, {"size", size}};
+            if (!is_hex64(oid)) {
+                r["error"] = {{"code", 422}, {"message", "Invalid oid"}};
+            } else if (size > w.max_file_size) {
+                r["error"] = {{"code", 422}, {"message", "Your file exceeds the maximum size of " + std::to_string(w.max_file_size) + " bytes"}};
+            } else if (w.lfs[repo_id].count(oid)) {
+                r["authenticated"] = true;  // already stored: no actions, nothing to send
+            } else if (multipart_ok && size >= w.multipart_threshold) {
+                const std::string id = "u" + std::to_string(w.next_upload++);
+                w.multiparts[id] = {repo_id, oid, size, w.chunk_size, {}};
+                nlohmann::json header{{"chunk_size", std::to_string(w.chunk_size)}};
+                const std::uint64_t count = (size + w.chunk_size - 1) / w.chunk_size;
+                char key[16];
+                for (std::uint64_t i = 1; i <= count; ++i) {
+                    std::snprintf(key, sizeof key, "%05llu", static_cast<unsigned long long>(i));
+                    header[key] = base_url(req, true) + "/lfs-s3/mpu/" + id + "/" + std::to_string(i) + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=emu";
+                }
+                r["authenticated"] = true;
+                r["actions"] = {{"upload", {{"href", endpoint + "/api/complete_multipart?uploadId=" + id + "&signature=emu"}, {"header", header}, {"expires_in", 86400}}}};
+                any_multipart = true;
+            } else {
+                r["authenticated"] = true;
+                r["actions"] = {{"upload", {{"href", base_url(req, true) + "/lfs-s3/obj/" + oid + "?repo=" + repo_id + "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=emu"}, {"expires_in", 86400}}},
+                                {"verify", {{"href", endpoint + "/" + repo_id + ".git/info/lfs/objects/verify"}, {"header", {{"Authorization", "Bearer " + token}}}}}};
+            }
+            objs.push_back(r);
+        }
+        Response r = json({{"transfer", any_multipart ? "multipart" : "basic"}, {"objects", objs}});
+        r.headers.set("Content-Type", "application/vnd.git-lfs+json");
+        return r;
+    }
+
+    const std::string rev = url_decode(join(seg, 5));
+    if (op == "branch") {
+        if (req.method != "POST") return error(405, "", "Method Not Allowed");
+        if (repo.refs.count(rev)) return error(409, "", "Reference already exists");
+        const auto body = nlohmann::json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+        const std::string from = body.is_object() ? body.value("startingPoint", std::string("main")) : "main";
+        auto ref = repo.refs.find(from);
+        const std::string c = ref != repo.refs.end() ? ref->second : (repo.commits.count(from) ? from : "");
+        if (c.empty()) return error(404, "RevisionNotFound", "Invalid rev id: " + from);
+        repo.refs[rev] = c;
+        return json(nlohmann::json::object());
+    }
+    auto ref = repo.refs.find(rev);
+    const std::string head = ref != repo.refs.end() ? ref->second : "";
+    if (head.empty()) return error(404, "RevisionNotFound", "Invalid rev id: " + rev);
+    const auto& cur = repo.commits[head];
+    if (op == "preupload") {
+        ++w.counters["preuploads"];
+        const auto body = nlohmann::json::parse(req.body, nullptr, false);
+        if (req.method != "POST" || !body.is_object() || !body.contains("files") || !body["files"].is_array())
+            return error(400, "", "Malformed preupload body");
+        std::string attrs;
+        if (auto g = cur.find(".gitattributes"); g != cur.end()) attrs = g->second.content;
+        if (body.contains("gitAttributes") && body["gitAttributes"].is_string()) attrs = body["gitAttributes"].get<std::string>();
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& f : body["files"]) {
+            const std::string p = f.value("path", std::string());
+            bool ok = true;
+            const std::string sample = base64_decode(f.value("sample", std::string()), ok);
+            if (!ok) return error(400, "", "sample is not base64");
+            const bool lfs = gitattributes_lfs(attrs, p) || f.value("size", std::uint64_t(0)) > kRegularFileMax ||
+                             sample.find('\0') != std::string::npos;
+            nlohmann::json e{{"path", p}, {"uploadMode", lfs ? "lfs" : "regular"}, {"shouldIgnore", false}};
+            if (auto it = cur.find(p); it != cur.end()) e["oid"] = it->second.lfs ? it->second.sha256 : it->second.blob_id;
+            else e["oid"] = nullptr;
+            out.push_back(e);
+        }
+        return json({{"files", out}, {"commitOid", head}});
+    }
+    // op == "commit"
+    if (req.method != "POST") return error(405, "", "Method Not Allowed");
+    std::map<std::string, HfEmuFile> files = cur;
+    std::string title = "Upload", message;
+    std::size_t i = 0, line_no = 0, changes = 0;
+    while (i < req.body.size()) {
+        auto e = req.body.find('\n', i);
+        if (e == std::string::npos) e = req.body.size();
+        const std::string line = req.body.substr(i, e - i);
+        i = e + 1;
+        ++line_no;
+        if (line.empty()) continue;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_object() || !j.contains("key") || !j.contains("value") || !j["value"].is_object())
+            return error(400, "", "Malformed ndjson line " + std::to_string(line_no));
+        const std::string key = j["key"].get<std::string>();
+        const auto& v = j["value"];
+        if (key == "header") {
+            title = v.value("summary", title);
+            message = v.value("description", std::string());
+            if (v.contains("parentCommit") && v["parentCommit"].is_string() && v["parentCommit"].get<std::string>() != head)
+                return error(412, "", "A commit has happened since. Please refresh and try again.");
+            continue;
+        }
+        const std::string p = v.value("path", std::string());
+        if (p.empty() || p.front() == '/' || p.find("..") != std::string::npos || p.rfind(".git/", 0) == 0)
+            return error(400, "", "Invalid path: " + p);
+        ++changes;
+        if (key == "file") {
+            bool ok = true;
+            std::string content = v.value("encoding", std::string()) == "base64" ? base64_decode(v.value("content", std::string()), ok)
+                                                                                  : v.value("content", std::string());
+            if (!ok) return error(400, "", "content of " + p + " is not base64");
+            files[p] = HfEmuState::file(std::move(content), false);
+        } else if (key == "lfsFile") {
+            const std::string oid = v.value("oid", std::string());
+            auto obj = w.lfs[repo_id].find(oid);
+            if (v.value("algo", std::string("sha256")) != "sha256" || obj == w.lfs[repo_id].end())
+                return error(400, "", "Your push was rejected because an LFS pointer pointed to a file that does not exist. Offending file: - " + p);
+            if (v.contains("size") && v["size"].get<std::uint64_t>() != obj->second.size())
+                return error(400, "", "The size of " + p + " does not match its LFS object");
+            files[p] = HfEmuState::file(obj->second, true);
+        } else if (key == "deletedFile") {
+            files.erase(p);
+        } else {
+            return error(400, "", "Unknown operation " + key);
+        }
+    }
+    const std::string c = st.add_commit_locked(repo_id, files, rev, "", title, message, user);
+    ++w.counters["commits"];
+    return json({{"success", true}, {"commitOid", c}, {"commitUrl", endpoint + "/" + repo_id + "/commit/" + c}, {"hookOutput", ""}});
+}
+
 inline Handler make_hf_service(HfEmuState& st) {
     using namespace hfemu;
     return [&st](const Request& req) -> std::optional<Response> {
@@ -345,6 +653,7 @@ inline Handler make_hf_service(HfEmuState& st) {
             query = path.substr(q + 1);
             path = path.substr(0, q);
         }
+        if (auto w = hf_write_route(st, req, path, query)) return w;
         const bool is_api = path.rfind("/api/models/", 0) == 0 || path == "/api/whoami-v2";
         const bool is_cdn = path.rfind("/cdn/", 0) == 0;
         const bool is_resolve = path.find("/resolve/") != std::string::npos && path.rfind("/api/", 0) != 0 && path.rfind("/_emu/", 0) != 0;
@@ -384,7 +693,7 @@ inline Handler make_hf_service(HfEmuState& st) {
         }
         if (path == "/api/whoami-v2") {
             if (user.empty()) return error(401, "", "Invalid credentials in Authorization header");
-            return json({{"type", "user"}, {"name", user}});
+            return json(st.write.whoami(auth->substr(7)));
         }
 
         const std::vector<std::string> seg = split(path.substr(1));

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +51,9 @@ public:
         pid_ = ::fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
+            // a test that crashes must not leave the emulator behind holding ctest's output pipe
+            // (ctest would wait for it forever)
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
             std::string bin = CMF_EMULATOR;
             if (config.empty())
                 ::execl(bin.c_str(), bin.c_str(), "--state-dir", state.c_str(), "--ready-file", ready.c_str(), (char*)nullptr);

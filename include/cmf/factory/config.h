@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/hub/hf_source.h"
 #include "cmf/factory/dotenv.h"
 
 namespace cmf::factory {
@@ -41,7 +42,9 @@ inline constexpr ConfigKey kConfigKeys[] = {
     {"CMF_MAX_KLD", "max-kld", nullptr, false, "gate: largest mean KL divergence a variant may have (default: per type, see README)"},
     {"CMF_MIN_TOP1", "min-top1", nullptr, false, "gate: smallest top-1 agreement in percent (default: per type, see README)"},
     {"CMF_IMATRIX", "imatrix", nullptr, false, "auto: compute an importance matrix on cmf's calibration text from the F16 first, and quantize with it"},
-    {"HF_TOKEN", nullptr, nullptr, true, "Hugging Face token (gated models)"},
+    {"CMF_HF_REPO", "hf-repo", nullptr, false, "also publish the variants that pass the gate to this Hugging Face repo, in one commit: ORG/NAME[@BRANCH] (HF_TOKEN with write access)"},
+    {"CMF_HF_PRIVATE", "hf-private", "0", false, "1: a repo CMF_HF_REPO creates is private"},
+    {"HF_TOKEN", nullptr, nullptr, true, "Hugging Face token (gated models; write access for CMF_HF_REPO)"},
     {"GCP_PROJECT", "project", nullptr, false, "Google Cloud project"},
     {"GCS_BUCKET", "bucket", nullptr, false, "bucket for models, markers, logs (name or gs://name)"},
     {"OLLAMA_REGISTRY_NS", "registry-ns", nullptr, false, "Ollama registry namespace (empty: no push)"},
@@ -52,6 +55,16 @@ inline constexpr ConfigKey kConfigKeys[] = {
     {"GCE_ZONE", "zone", "us-central1-a", false, "worker VM zone"},
     {"GCE_MAX_RUN", "max-run", "3600s", false, "worker VM run-time limit (then it is deleted)"},
 };
+
+// CMF_HF_REPO: ORG/NAME[@BRANCH] or hf://ORG/NAME[@BRANCH] -> hf://ORG/NAME[@BRANCH].
+inline std::string hub_repo_uri(const std::string& s) {
+    const std::string uri = s.rfind("hf://", 0) == 0 ? s : "hf://" + s;
+    try {
+        return hub::HfSource::parse(uri).str();
+    } catch (const Error& e) {
+        fail(ErrorKind::usage, "CMF_HF_REPO '" + s + "' is not a Hugging Face repo (ORG/NAME[@BRANCH]): " + e.what());
+    }
+}
 
 // CMF_MAX_KLD (>= 0) and CMF_MIN_TOP1 (a percentage).
 inline double parse_gate_number(const std::string& key, const std::string& s) {
@@ -279,6 +292,10 @@ inline FactoryConfig resolve_config(const std::map<std::string, std::string>& fl
     checked("CMF_IMATRIX", [](const std::string& s) {
         if (s != "auto" && !s.empty())
             fail(ErrorKind::usage, "CMF_IMATRIX must be auto (the factory computes it; a file of your own goes to cmf quantize --imatrix FILE), not '" + s + "'");
+    });
+    checked("CMF_HF_REPO", [](const std::string& s) { hub_repo_uri(s); });
+    checked("CMF_HF_PRIVATE", [](const std::string& s) {
+        if (s != "0" && s != "1") fail(ErrorKind::usage, "CMF_HF_PRIVATE must be 0 or 1, not '" + s + "'");
     });
     checked("CMF_GATE", [](const std::string& s) {
         if (s != "0" && s != "1") fail(ErrorKind::usage, "CMF_GATE must be 0 or 1, not '" + s + "'");

@@ -15,8 +15,12 @@
 //   "flags": {"mmproj": true, "threads": 0, "delete_vm": false, "publish_adapter": false,
 //             "gate": true, "max_kld": null | 0.05, "min_top1": null | 90.0, "upload_reference": false,
 //             "imatrix": "" | "auto"},
-//   "lora": {"uri": "hf://ORG/ADAPTER" | "gs://BUCKET/PATH/" | "file:///abs/dir", "revision": "main"}  (optional)
+//   "lora": {"uri": "hf://ORG/ADAPTER" | "gs://BUCKET/PATH/" | "file:///abs/dir", "revision": "main"},  (optional)
+//   "hub": {"repo": "hf://ORG/NAME[@BRANCH]", "private": false}  (optional)
 // }
+// With "hub" the variants that passed the gate (their GGUFs, the projector, quality reports,
+// the importance matrix) are also published to that Hugging Face repo, in one commit, with a
+// model card (factory/hf_publication.h); the token is secrets.hf_token_ref's, with write access.
 // With "lora" every variant is the model with the adapter merged; with flags.publish_adapter
 // each variant also gets <model_name>-adapter: the base without the adapter plus the adapter as
 // an Ollama ADAPTER layer.
@@ -74,6 +78,8 @@ struct Job {
     std::optional<double> max_kld, min_top1;
     bool upload_reference = false;
     bool imatrix_auto = false;
+    std::string hub_repo;      // "" or hf://ORG/NAME[@BRANCH]
+    bool hub_private = false;
 
     bool source_is_hf() const { return source_uri.rfind("hf://", 0) == 0; }
     std::string source_local_path() const { return source_uri.rfind("file://", 0) == 0 ? source_uri.substr(7) : ""; }
@@ -214,6 +220,7 @@ inline nlohmann::json job_to_json(const Job& j) {
     if (j.max_kld) out["flags"]["max_kld"] = *j.max_kld;
     if (j.min_top1) out["flags"]["min_top1"] = *j.min_top1;
     if (!j.lora_uri.empty()) out["lora"] = {{"uri", j.lora_uri}, {"revision", j.lora_revision}};
+    if (!j.hub_repo.empty()) out["hub"] = {{"repo", j.hub_repo}, {"private", j.hub_private}};
     return out;
 }
 
@@ -232,7 +239,7 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
         for (auto it = o.begin(); it != o.end(); ++it)
             if (!keys.count(it.key())) bad("unknown key '" + (where.empty() ? "" : where + ".") + it.key() + "'");
     };
-    only(d, "", {"schema", "job_id", "created", "source", "variants", "output", "registry", "secrets", "flags", "lora"});
+    only(d, "", {"schema", "job_id", "created", "source", "variants", "output", "registry", "secrets", "flags", "lora", "hub"});
     auto str = [&](const nlohmann::json& o, const char* k, const std::string& where, bool required) -> std::string {
         if (!o.contains(k)) {
             if (required) bad("missing " + where + k);
@@ -295,6 +302,20 @@ inline Job job_from_json_text(const std::string& text, const std::string& origin
         if (f.contains("threads")) {
             if (!f["threads"].is_number_unsigned()) bad("flags.threads must be a non-negative integer");
             j.threads = f["threads"].get<unsigned>();
+        }
+    }
+    if (d.contains("hub")) {
+        only(d["hub"], "hub", {"repo", "private"});
+        j.hub_repo = str(d["hub"], "repo", "hub.", true);
+        if (j.hub_repo.rfind("hf://", 0) != 0) bad("hub.repo must be hf://ORG/NAME[@BRANCH]");
+        try {
+            j.hub_repo = hub::HfSource::parse(j.hub_repo).str();
+        } catch (const Error& e) {
+            bad(std::string("hub.repo: ") + e.what());
+        }
+        if (d["hub"].contains("private")) {
+            if (!d["hub"]["private"].is_boolean()) bad("hub.private must be true or false");
+            j.hub_private = d["hub"]["private"].get<bool>();
         }
     }
     if (d.contains("lora")) {

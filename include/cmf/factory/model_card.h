@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "cmf/arch/card_metadata.h"
+
 namespace cmf::factory {
 
 struct CardFile {
@@ -48,25 +50,18 @@ struct ModelCardInput {
 };
 
 // Reads `license`, `license_name`, `license_link` from the YAML front matter of the base
-// model's README.md (Hugging Face model cards), if there is one.
+// model's README.md (Hugging Face model cards), if there is one: the converter's own reader
+// (arch/card_metadata.h), so a card the conversion reads one way is not read another way here.
 inline void read_base_license(const std::filesystem::path& readme, ModelCardInput& in) {
-    std::ifstream f(readme);
-    if (!f) return;
-    std::string line;
-    if (!std::getline(f, line) || line.rfind("---", 0) != 0) return;
-    auto value = [](const std::string& l, const std::string& key) -> std::optional<std::string> {
-        if (l.rfind(key + ":", 0) != 0) return std::nullopt;
-        std::string v = l.substr(key.size() + 1);
-        while (!v.empty() && (v.front() == ' ' || v.front() == '"' || v.front() == '\'')) v.erase(v.begin());
-        while (!v.empty() && (v.back() == ' ' || v.back() == '"' || v.back() == '\'' || v.back() == '\r')) v.pop_back();
-        return v;
+    const ModelCard card = read_model_card(readme.parent_path());
+    if (!card.front.present) return;
+    auto text = [&](const char* k) -> std::string {
+        auto it = card.front.data.find(k);
+        return it != card.front.data.end() && it->is_string() ? it->get<std::string>() : std::string();
     };
-    for (int i = 0; i < 500 && std::getline(f, line); ++i) {
-        if (line.rfind("---", 0) == 0) break;
-        if (auto v = value(line, "license")) in.license = *v;
-        if (auto v = value(line, "license_name")) in.license_name = *v;
-        if (auto v = value(line, "license_link")) in.license_link = *v;
-    }
+    in.license = text("license");
+    in.license_name = text("license_name");
+    in.license_link = text("license_link");
 }
 
 inline std::string render_model_card(const ModelCardInput& in) {

@@ -49,6 +49,7 @@
 #include "cmf/factory/digest.h"
 #include "cmf/factory/fault_injection.h"
 #include "cmf/factory/job.h"
+#include "cmf/factory/hf_publication.h"
 #include "cmf/factory/model_card.h"
 #include "cmf/factory/ollama_export.h"
 #include "cmf/core/redact.h"
@@ -101,6 +102,11 @@ struct WorkerHooks {
     // Seam: an importance matrix of `lossless` on the built-in calibration text, written to `out`
     // (llama-imatrix's GGUF). Unset: no engine, and a job with flags.imatrix "auto" fails.
     std::function<void(const fs::path& lossless, const fs::path& out)> imatrix;
+    // Seam: the Hugging Face publisher (hub/hf_publish.h) for job.hub_repo. hub_check runs at the
+    // start (the token may write there: checked before any work and before any byte is sent);
+    // hub_publish commits `files` and returns {commit, url, committed, unchanged, lfs_sent}.
+    std::function<void(const std::string& repo_id, const std::string& hf_token)> hub_check;
+    std::function<nlohmann::json(const Job&, std::vector<hub::HubFile> files, const std::string& hf_token)> hub_publish;
 };
 
 struct WorkerOptions {
@@ -185,6 +191,16 @@ public:
             beat.stop();
             finish(false);
             throw;
+        }
+        if (!secret_error && !job_.hub_repo.empty() && !pending.empty()) {
+            // the Hub target is checked before any work: a read-only token must not cost a build
+            try {
+                if (!hooks_.hub_check || !hooks_.hub_publish) fail(ErrorKind::usage, "this worker cannot publish to the Hugging Face Hub");
+                hooks_.hub_check(hub::HfSource::parse(job_.hub_repo).repo_id(), hf_token_);
+                status_["hub"] = {{"repo", job_.hub_repo}, {"state", "pending"}};
+            } catch (const Error& e) {
+                secret_error = "publishing to " + job_.hub_repo + ": " + e.what();
+            }
         }
         if (secret_error)
             for (const auto* v : pending) mark_failed(*v, *secret_error);
@@ -447,6 +463,10 @@ private:
                 } catch (const Error& e) {
                     mark_failed(v, "uploading " + v.type + ": " + e.what());
                 }
+            }
+            if (!job_.hub_repo.empty()) {
+                stage = "publishing to " + job_.hub_repo;
+                publish_hub(plan, res, pending, mmproj_index, src, out_dir);
             }
             fs::remove_all(out_dir, ec);
         } catch (const Error& e) {
@@ -825,6 +845,85 @@ private:
         sv["built_at"] = card.built_at;
         report_.built.push_back(v.name);
         write_status();
+    }
+
+    // ---- 4b. job.hub_repo: the variants that passed the gate and were built, with the pass's
+    // projector, quality reports and importance matrix, in one commit with a model card
+    // (factory/hf_publication.h). The files are hard links in OUT/hub (no copy). A failure fails
+    // those variants with the reason: their GCS files and markers stay, `cmf publish` can redo it.
+    void publish_hub(const ConversionPlan& plan, const ConvertResult& res, const std::vector<const JobVariant*>& pending,
+                     std::optional<size_t> mmproj_index, const SourceSnapshot& src, const fs::path& out_dir) {
+        std::vector<const JobVariant*> ok;
+        std::vector<size_t> idx;
+        std::vector<std::string> held;
+        for (size_t k = 0; k < pending.size(); ++k) {
+            const JobVariant& v = *pending[k];
+            if (gate_failed_.count(v.name)) {
+                held.push_back(v.type + " (" + v.name + "): failed the quality gate");
+                continue;
+            }
+            if (std::find(report_.built.begin(), report_.built.end(), v.name) == report_.built.end()) continue;
+            ok.push_back(&v);
+            idx.push_back(k);
+        }
+        if (ok.empty()) {
+            log("no variant passed: nothing is published to " + job_.hub_repo, pending);
+            status_["hub"] = {{"repo", job_.hub_repo}, {"state", "skipped"}, {"reason", "no variant passed"}};
+            write_status();
+            return;
+        }
+        phase("hub", job_.hub_repo);
+        try {
+            const fs::path stage = out_dir / "hub";
+            std::error_code ec;
+            fs::remove_all(stage, ec);
+            fs::create_directories(stage);
+            auto add = [&](size_t i, const nlohmann::json& gate) {
+                const auto& pf = plan.files[i];
+                const fs::path to = stage / pf.path.filename();
+                fs::create_hard_link(pf.path, to, ec);
+                if (ec) fs::copy_file(pf.path, to);
+                nlohmann::json qj = quality_report_json(plan, pf, res.errors[i]);
+                if (gate.is_object()) qj["gate"] = gate;
+                fs::path q = to;
+                q.replace_extension(".quality.json");
+                std::ofstream(q) << qj.dump(1) << "\n";
+            };
+            for (size_t n = 0; n < ok.size(); ++n)
+                add(idx[n], gate_records_.count(ok[n]->name) ? gate_records_[ok[n]->name] : nlohmann::json());
+            if (mmproj_index) add(*mmproj_index, nullptr);
+            if (imatrix_ && fs::exists(out_dir / imatrix_->file)) fs::create_hard_link(out_dir / imatrix_->file, stage / imatrix_->file, ec);
+            PublicationOptions po;
+            po.repo = hub::HfSource::parse(job_.hub_repo).repo_id();
+            if (job_.source_is_hf()) po.base_model = job_.hf_repo();
+            po.base_revision = src.revision;
+            if (const ModelCard sc = read_model_card(src.dir); sc.front.present) {
+                auto pt = sc.front.data.find("pipeline_tag");
+                if (pt != sc.front.data.end() && pt->is_string()) po.pipeline_tag = pt->get<std::string>();
+            }
+            for (const auto& f : src.files) po.inputs.push_back({f.name, f.size, f.sha256});
+            std::string types;
+            for (const auto* v : ok) types += (types.empty() ? "" : ",") + v->name;
+            po.command = "cmf build " + types + " (job " + job_.job_id + (job_.gate ? ", quality gate on" : ", --no-gate") +
+                         (job_.imatrix_auto ? ", --imatrix auto" : "") + ")";
+            po.built_at = utc_timestamp();
+            po.held_back = held;
+            if (imatrix_) po.imatrix_note = "computed by cmf with llama.cpp from the F16 of this build on its built-in calibration text.";
+            po.split_dir = out_dir / "hub-parts";
+            Publication pub = plan_publication({stage}, po);
+            std::vector<hub::HubFile> files = finish_publication(pub);
+            for (const auto& f : files) log("hub: " + f.path + " " + std::to_string(f.size) + " bytes sha256 " + f.sha256, ok);
+            const nlohmann::json r = hooks_.hub_publish(job_, std::move(files), hf_token_);
+            log("published to " + job_.hub_repo + ": commit " + r.value("commit", std::string()), ok);
+            status_["hub"] = r;
+            status_["hub"]["repo"] = job_.hub_repo;
+            status_["hub"]["state"] = "published";
+            for (const auto* v : ok) status_["variants"][v->name]["hub"] = {{"repo", job_.hub_repo}, {"commit", r.value("commit", std::string())}};
+            write_status();
+        } catch (const Error& e) {
+            status_["hub"] = {{"repo", job_.hub_repo}, {"state", "failed"}, {"error", redact_(e.what())}};
+            for (const auto* v : ok) mark_failed(*v, "publishing to " + job_.hub_repo + ": " + e.what());
+        }
     }
 
     // ---- 5. push (seam)

@@ -189,7 +189,9 @@ public:
         return u.host == hub_.host && u.port == hub_.port;
     }
 
-private:
+    // The request every Hub call starts from (User-Agent, the token unless `auth` is false),
+    // and the exchange through the client with the token redacted from any error: also used by
+    // the write side (hub/hf_publish.h).
     net::Request api_request(const std::string& method, const std::string& path) {
         net::Request q = base_request(method, env_.endpoint + path);
         q.timeout = kHfMetadataTimeout;
@@ -213,6 +215,8 @@ private:
             throw Error(e.kind(), redact(e.what(), {env_.token}));
         }
     }
+
+private:
 
     std::shared_ptr<net::HttpClient> http_;
     HfEnv env_;
