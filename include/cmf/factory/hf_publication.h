@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 struct GgufFacts {
     std::string kind;          // model | mmproj | adapter | imatrix
     std::string type;          // F16, BF16, Q8_0, Q4_K_M ... ("" for an imatrix)
-    std::string architecture;  // gemma3, clip ...
+    std::string architecture;  // general.architecture: the family's GGUF name, or the projector's
     std::string name, basename, size_label;
     std::string license, license_name, license_link;
     std::vector<std::string> base_models;  // "org/name" (from general.base_model.N.*)
@@ -133,7 +133,7 @@ struct HubCardInput {
     std::string pipeline_tag;         // from the source card, when known
     std::vector<std::string> tags;    // the source's tags (kept), ours are added
     std::vector<std::string> languages;
-    std::string family;               // gemma3, gemma3n, gemma4
+    std::string family;               // general.architecture of the text model (a tag)
     std::vector<PublishedFile> files; // GGUFs and reports, as published
     std::vector<SourceFile> inputs;   // the checkpoint's files, when known
     std::string cmf_version, built_at, command;
