@@ -6,6 +6,7 @@
 # (golden-next/smoke/mtmd-tiny-gemma4-<type>.txt, made with -p "Describe the image." -n 8 --temp 0).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/golden_cpu.sh"
 cmf=$1
 shared=${CMF_SHARED_DIR:-$here/../../../shared}
 rig=${REF_RIG:-$here/../../../rig}
@@ -23,7 +24,7 @@ for t in f16 q8_0; do
   if cmp -s "$tmp/out-$t.txt" "$shared/golden-next/smoke/mtmd-tiny-gemma4-$t.txt"; then
     echo "ok   mmproj $t: $(od -An -c "$tmp/out-$t.txt" | tr -s ' ' | head -c 80)"
   else
-    echo "FAIL mmproj $t: output differs from golden-next/smoke/mtmd-tiny-gemma4-$t.txt"; fail=1
+    kernel_mismatch "mmproj $t: output differs from golden-next/smoke/mtmd-tiny-gemma4-$t.txt" || fail=1
   fi
 done
 exit $fail
