@@ -11,3 +11,11 @@ if(TARGET cmf_emulator)
     TIMEOUT 600
     LABELS "npm;emulator")
 endif()
+
+# npm_secret_manager_official_client: Google's official Node.js Secret Manager client (REST
+# transport) against the emulator's Secret Manager service with IAM (tests/npm/secret_manager_crosscheck.sh).
+if(TARGET cmf_emulator)
+  add_test(NAME npm_secret_manager_official_client
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/tests/npm/secret_manager_crosscheck.sh $<TARGET_FILE:cmf_emulator>)
+  set_tests_properties(npm_secret_manager_official_client PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600 LABELS "npm;emulator")
+endif()

@@ -49,15 +49,26 @@ namespace cmf::emu {
 struct TokenRegistry {
     std::mutex mu;
     std::map<std::string, std::chrono::steady_clock::time_point> tokens;
+    // Who each token speaks for, as IAM names members ("serviceAccount:E", "user:ID"): services
+    // that enforce IAM (Secret Manager) check bindings against it.
+    std::map<std::string, std::string> principals;
 
-    std::string issue(std::chrono::seconds lifetime) {
+    std::string issue(std::chrono::seconds lifetime, const std::string& principal = "") {
         static std::atomic<std::uint64_t> counter{0};
         std::random_device rd;
         char buf[64];
         std::snprintf(buf, sizeof buf, "ya29.emu-%llu-%08x%08x", static_cast<unsigned long long>(++counter), rd(), rd());
         std::lock_guard lock(mu);
         tokens[buf] = std::chrono::steady_clock::now() + lifetime;
+        principals[buf] = principal;
         return buf;
+    }
+    // The principal of a valid token, or "".
+    std::string principal(const std::string& t) {
+        std::lock_guard lock(mu);
+        auto it = tokens.find(t);
+        if (it == tokens.end() || std::chrono::steady_clock::now() >= it->second) return "";
+        return principals[t];
     }
     bool valid(const std::string& t) {
         std::lock_guard lock(mu);
@@ -193,7 +204,8 @@ inline Handler make_google_auth_service(Context& ctx) {
                 v = s;
             } else if (key == "instance/service-accounts/default/token") {
                 if (!str("service_account_email")) return text(404, "no service account");
-                std::string tok = token_registry(*cp).issue(std::chrono::seconds(st->token_lifetime));
+                std::string tok = token_registry(*cp).issue(std::chrono::seconds(st->token_lifetime),
+                                                            "serviceAccount:" + *str("service_account_email"));
                 ++st->tokens_issued;
                 ++st->metadata_tokens;
                 Response r = json_response(200, {{"access_token", tok}, {"expires_in", st->token_lifetime},
@@ -234,8 +246,8 @@ inline Handler make_google_auth_service(Context& ctx) {
         std::map<std::string, std::string> form;
         for (auto& [k, v] : cmf::form_decode(req.body)) form[k] = v;
         const std::string grant = form["grant_type"];
-        auto issue = [&]() {
-            std::string tok = token_registry(*cp).issue(std::chrono::seconds(st->token_lifetime));
+        auto issue = [&](const std::string& principal) {
+            std::string tok = token_registry(*cp).issue(std::chrono::seconds(st->token_lifetime), principal);
             ++st->tokens_issued;
             return json_response(200, {{"access_token", tok}, {"expires_in", st->token_lifetime}, {"token_type", "Bearer"}});
         };
@@ -297,7 +309,7 @@ inline Handler make_google_auth_service(Context& ctx) {
                 return oauth_error(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.");
             }
             ++st->jwt_grants;
-            return issue();
+            return issue("serviceAccount:" + iss);
         }
         if (grant == "refresh_token") {
             std::lock_guard lock(st->mu);
@@ -311,7 +323,7 @@ inline Handler make_google_auth_service(Context& ctx) {
                 return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
             }
             ++st->refresh_grants;
-            return issue();
+            return issue("user:" + form["client_id"]);
         }
         ++st->rejected;
         return oauth_error(400, "unsupported_grant_type", "Invalid grant_type: " + grant.substr(0, 100));

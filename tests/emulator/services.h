@@ -5,6 +5,7 @@
 //   google_auth_service.h  cmf::emu::make_google_auth_service(Context&)  metadata server + OAuth
 //   compute_service.h      cmf::emu::make_compute_service(Context&)      Compute API v1
 //   proxy_service.h        cmf::emu::make_proxy_service(Context&)        reverse proxy to a real peer
+//   secret_manager_service.h cmf::emu::make_secret_manager_service(Context&) Secret Manager v1 REST, IAM per secret
 // Handlers are asked in the order below; the first one answering wins.
 #pragma once
 
@@ -32,6 +33,10 @@
 #include "compute_service.h"
 #define CMF_EMU_HAS_COMPUTE 1
 #endif
+#if __has_include("secret_manager_service.h")
+#include "secret_manager_service.h"
+#define CMF_EMU_HAS_SECRET_MANAGER 1
+#endif
 
 namespace cmf::emu {
 
@@ -51,6 +56,9 @@ inline std::vector<Handler> make_services(Context& ctx) {
 #endif
 #ifdef CMF_EMU_HAS_COMPUTE
     v.push_back(make_compute_service(ctx));
+#endif
+#ifdef CMF_EMU_HAS_SECRET_MANAGER
+    v.push_back(make_secret_manager_service(ctx));
 #endif
     return v;
 }

@@ -1,0 +1,119 @@
+// cloud/secret_manager.h against the emulated Secret Manager (tests/emulator/secret_manager_service.h)
+// with IAM enforced per secret: the principals are the emulated OAuth server's (an owner through
+// a refresh-token grant, the VM's service account through the metadata server, a second account
+// that must be refused).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+#include "cmf/cloud/secret_manager.h"
+#include "emulator_process.h"
+
+using namespace cmf;
+
+namespace {
+
+const char* kConfig = R"({
+  "google_auth": {"authorized_users": [
+      {"client_id": "owner-client", "client_secret": "s1", "refresh_token": "r1"},
+      {"client_id": "intruder", "client_secret": "s2", "refresh_token": "r2"}],
+    "metadata": {"project_id": "emu-project", "service_account_email": "vm-sa@emu-project.iam.gserviceaccount.com"}},
+  "secret_manager": {"owners": ["user:owner-client"]}})";
+const char* kDisabled = R"({"google_auth": {"authorized_users": [{"client_id": "owner-client", "client_secret": "s1", "refresh_token": "r1"}]},
+  "secret_manager": {"enabled": false}})";
+
+struct FixedToken : cloud::TokenSource {
+    std::string t;
+    explicit FixedToken(std::string tok) : t(std::move(tok)) {}
+    std::string access_token() override { return t; }
+    std::string describe() const override { return "a test token"; }
+};
+
+std::string user_token(test::EmulatorProcess& emu, const std::string& id, const std::string& secret, const std::string& refresh) {
+    auto http = net::make_http_client(emu.client_options());
+    net::Request q;
+    q.method = "POST";
+    q.url = net::Url::parse(emu.https_base() + "/token");
+    q.headers.set("Content-Type", "application/x-www-form-urlencoded");
+    q.body = "grant_type=refresh_token&client_id=" + id + "&client_secret=" + secret + "&refresh_token=" + refresh;
+    return nlohmann::json::parse(http->send(q).body).at("access_token").get<std::string>();
+}
+
+std::string vm_token(test::EmulatorProcess& emu) {
+    auto http = net::make_http_client(emu.client_options());
+    net::Request q;
+    q.url = net::Url::parse(emu.http_base() + "/computeMetadata/v1/instance/service-accounts/default/token");
+    q.headers.set("Metadata-Flavor", "Google");
+    return nlohmann::json::parse(http->send(q).body).at("access_token").get<std::string>();
+}
+
+cloud::SecretManagerClient client(test::EmulatorProcess& emu, const std::string& token, std::chrono::seconds wait = std::chrono::seconds(0)) {
+    cloud::SecretManagerOptions o;
+    o.endpoint = emu.https_base();
+    o.propagation_wait = wait;
+    o.poll = std::chrono::milliseconds(20);
+    return cloud::SecretManagerClient(net::make_http_client(emu.client_options()), std::make_shared<FixedToken>(token), "emu-project", o);
+}
+
+}  // namespace
+
+TEST(SecretManager, OnlyTheGrantedServiceAccountReadsTheSecretAndItIsGoneAfterwards) {
+    test::EmulatorProcess emu(kConfig);
+    auto owner = client(emu, user_token(emu, "owner-client", "s1", "r1"));
+    const std::string value = "hf_FAKE-secret-manager-token\n\x01binary";
+    owner.create("cmf-job-1", {{"managed-by", "cmf"}, {"cmf-job", "job-1"}}, 7200);
+    const std::string version = owner.add_version("cmf-job-1", value);
+    EXPECT_EQ(version, "projects/emu-project/secrets/cmf-job-1/versions/1");
+
+    auto vm = client(emu, vm_token(emu));
+    EXPECT_THROW(vm.access(version), Error) << "no binding yet";
+    owner.grant_accessor("cmf-job-1", "serviceAccount:vm-sa@emu-project.iam.gserviceaccount.com");
+    EXPECT_EQ(vm.access(version), value);
+    auto intruder = client(emu, user_token(emu, "intruder", "s2", "r2"));
+    try {
+        intruder.access(version);
+        FAIL() << "another principal must get 403";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::auth);
+        EXPECT_NE(std::string(e.what()).find("HTTP 403"), std::string::npos) << e.what();
+        EXPECT_EQ(std::string(e.what()).find("hf_FAKE"), std::string::npos) << "no payload in messages";
+    }
+    EXPECT_THROW(vm.destroy("cmf-job-1"), Error) << "the VM may read, not delete";
+    EXPECT_EQ(owner.list("managed-by", "cmf"), std::vector<std::string>{"cmf-job-1"});
+    EXPECT_TRUE(owner.destroy("cmf-job-1"));
+    EXPECT_FALSE(owner.destroy("cmf-job-1"));
+    EXPECT_TRUE(owner.list("managed-by", "cmf").empty());
+    EXPECT_THROW(vm.access(version), Error);
+}
+
+TEST(SecretManager, AReaderWaitsForTheGrantToPropagate) {
+    test::EmulatorProcess emu(kConfig);
+    auto owner = client(emu, user_token(emu, "owner-client", "s1", "r1"));
+    owner.create("cmf-job-2", {{"managed-by", "cmf"}});
+    const std::string version = owner.add_version("cmf-job-2", "v");
+    auto vm = client(emu, vm_token(emu), std::chrono::seconds(30));
+    std::thread later([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        owner.grant_accessor("cmf-job-2", "serviceAccount:vm-sa@emu-project.iam.gserviceaccount.com");
+    });
+    EXPECT_EQ(vm.access(version), "v");  // 403 until the binding exists, then the value
+    later.join();
+}
+
+TEST(SecretManager, ADisabledApiIsOneLineSayingHowToEnableIt) {
+    test::EmulatorProcess emu(kDisabled);
+    auto owner = client(emu, user_token(emu, "owner-client", "s1", "r1"), std::chrono::seconds(30));
+    try {
+        owner.create("x", {});
+        FAIL();
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("gcloud services enable secretmanager.googleapis.com --project emu-project"), std::string::npos) << m;
+        EXPECT_EQ(m.find('\n'), std::string::npos);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(owner.access("projects/emu-project/secrets/x/versions/1"), Error);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10)) << "SERVICE_DISABLED is not waited on";
+}
