@@ -10,6 +10,7 @@
 
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud/metadata.h"
+#include "cmf/cloud/secret_manager.h"
 #include "cmf/core/temp_file.h"
 #include "cmf/engine/gate_run.h"
 #include "cmf/engine/imatrix_file.h"
@@ -201,7 +202,14 @@ int cmd_worker(const std::vector<std::string>& argv) {
         return v ? std::optional<std::string>(v) : std::nullopt;
     };
     hooks.console = console;
-    hooks.resolve_remote_secret = [&](const std::string& ref) { return factory::resolve_cloud_secret(ref, gcs_client(), &mds); };
+    // Secret Manager with the VM's token; CMF_SECRET_MANAGER_API points it elsewhere (the emulator)
+    auto sm_access = [&](const std::string& version) {
+        const std::string project = version.substr(9, version.find('/', 9) - 9);
+        cloud::SecretManagerOptions so;
+        so.endpoint = env_value("CMF_SECRET_MANAGER_API").value_or(cloud::kSecretManagerEndpoint);
+        return cloud::SecretManagerClient(http, std::make_shared<cloud::MetadataTokenSource>(http), project, so).access(version);
+    };
+    hooks.resolve_remote_secret = [&](const std::string& ref) { return factory::resolve_cloud_secret(ref, gcs_client(), &mds, sm_access); };
     hooks.fetch_hf_source = [&](const factory::Job& j, const fs::path& dir, const std::string& token) {
         return factory::fetch_hf_source_cached(j, dir, token, http, cache_target, console);
     };

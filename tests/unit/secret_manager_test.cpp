@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "cmf/cloud/secret_manager.h"
+#include "cmf/factory/gce_worker.h"
+#include "cmf/factory/job.h"
 #include "emulator_process.h"
 
 using namespace cmf;
@@ -116,4 +118,23 @@ TEST(SecretManager, ADisabledApiIsOneLineSayingHowToEnableIt) {
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_THROW(owner.access("projects/emu-project/secrets/x/versions/1"), Error);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10)) << "SERVICE_DISABLED is not waited on";
+}
+
+// The worker's secret reference "sm:projects/P/secrets/ID/versions/N" (factory/gce_worker.h),
+// read with the VM's own token; the job accepts it as a reference, never as a value.
+TEST(SecretManager, TheWorkerReadsAnSmReferenceWithTheVmsToken) {
+    test::EmulatorProcess emu(kConfig);
+    auto owner = client(emu, user_token(emu, "owner-client", "s1", "r1"));
+    owner.create("cmf-job-3", {{"managed-by", "cmf"}, {"cmf-job", "job-3"}});
+    const std::string version = owner.add_version("cmf-job-3", "hf_FAKE-worker-token\n");
+    owner.grant_accessor("cmf-job-3", "serviceAccount:vm-sa@emu-project.iam.gserviceaccount.com");
+    auto vm = client(emu, vm_token(emu));
+    auto access = [&](const std::string& v) { return vm.access(v); };
+    EXPECT_EQ(factory::resolve_cloud_secret("sm:" + version, nullptr, nullptr, access), "hf_FAKE-worker-token");
+    EXPECT_THROW(factory::resolve_cloud_secret("sm:projects/emu-project/secrets/cmf-job-3", nullptr, nullptr, access), Error);
+    EXPECT_THROW(factory::resolve_cloud_secret("sm:" + version, nullptr, nullptr, {}), Error);
+    factory::Job j;
+    j.hf_token_ref = "sm:" + version;
+    EXPECT_NO_THROW(factory::check_secret_ref("secrets.hf_token_ref", j.hf_token_ref));
+    EXPECT_THROW(factory::check_secret_ref("secrets.hf_token_ref", "hf_FAKE-worker-token"), Error);
 }

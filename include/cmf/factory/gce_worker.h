@@ -42,7 +42,22 @@ inline std::string trim_secret(std::string s) {
 
 // gs:// and metadata: references. nullopt when the object / key does not exist; other failures
 // throw with the reference (never the value) in the message.
-inline std::optional<std::string> resolve_cloud_secret(const std::string& ref, cloud::GcsClient* gcs, const cloud::MetadataServer* mds) {
+// `sm_access` reads a Secret Manager version (projects/P/secrets/ID/versions/N) with the VM's
+// own token (cloud/secret_manager.h); unset: this caller cannot.
+inline std::optional<std::string> resolve_cloud_secret(const std::string& ref, cloud::GcsClient* gcs, const cloud::MetadataServer* mds,
+                                                       const std::function<std::string(const std::string& version)>& sm_access = {}) {
+    if (ref.rfind("sm:", 0) == 0) {
+        const std::string name = ref.substr(3);
+        const auto s = name.find("/secrets/"), v = name.find("/versions/");
+        if (name.rfind("projects/", 0) != 0 || s == std::string::npos || v == std::string::npos || v < s || v + 10 >= name.size())
+            fail(ErrorKind::auth, "secret " + ref + ": not projects/P/secrets/ID/versions/N");
+        if (!sm_access) fail(ErrorKind::auth, "secret " + ref + ": no Secret Manager client");
+        try {
+            return trim_secret(sm_access(name));
+        } catch (const Error& e) {
+            fail(ErrorKind::auth, "secret " + ref + ": cannot read it (" + e.what() + ")");
+        }
+    }
     if (ref.rfind("gs://", 0) == 0) {
         if (!gcs) fail(ErrorKind::auth, "secret " + ref + ": no GCS client");
         const cloud::GcsPath p = cloud::GcsPath::parse(ref);

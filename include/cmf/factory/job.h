@@ -11,7 +11,8 @@
 //   "registry": {"namespace": "" | "coheara", "key_ref": "" | "file:/root/.ollama/id_ed25519",
 //                "host": "" (registry.ollama.ai) | "HOST[:PORT]" | "https://HOST[:PORT]" |
 //                        "http://127.0.0.1:PORT" (plain http: loopback only, for tests)},
-//   "secrets": {"hf_token_ref": "" | "env:HF_TOKEN" | "file:/path" | "gs://b/o" | "metadata:KEY"},
+//   "secrets": {"hf_token_ref": "" | "env:HF_TOKEN" | "file:/path" | "gs://b/o" | "metadata:KEY" |
+//               "sm:projects/P/secrets/ID/versions/N" (Secret Manager, read by number: docs/secrets.md)},
 //   "flags": {"mmproj": true, "threads": 0, "delete_vm": false, "publish_adapter": false,
 //             "gate": true, "max_kld": null | 0.05, "min_top1": null | 90.0, "upload_reference": false,
 //             "imatrix": "" | "auto"},
@@ -130,11 +131,11 @@ inline RegistryHost parse_registry_host(const std::string& text) {
 // Hugging Face tokens start with "hf_", and a ref without a scheme is never valid.
 inline void check_secret_ref(const std::string& field, const std::string& ref) {
     if (ref.empty()) return;
-    for (const char* scheme : {"env:", "file:", "gs://", "metadata:"}) {
+    for (const char* scheme : {"env:", "file:", "gs://", "metadata:", "sm:"}) {
         if (ref.rfind(scheme, 0) == 0 && ref.size() > std::string(scheme).size()) return;
     }
-    fail_input("job: " + field + " must say where the secret is (env:NAME, file:/PATH, gs://BUCKET/OBJECT or metadata:KEY), "
-               "never the secret itself");
+    fail_input("job: " + field + " must say where the secret is (env:NAME, file:/PATH, gs://BUCKET/OBJECT, metadata:KEY or "
+               "sm:projects/P/secrets/ID/versions/N), never the secret itself");
 }
 
 inline void validate_job(const Job& j) {
