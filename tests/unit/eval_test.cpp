@@ -15,7 +15,7 @@
 namespace cmf::test {
 namespace {
 
-bool has_engine() { return run_cmf("--version").output.find("engine: llama.cpp") != std::string::npos; }
+using cmf::test::has_engine;
 
 #define REQUIRE_ENGINE_AND_RIG()                                                                             \
     do {                                                                                                     \

@@ -22,13 +22,8 @@ using cmf::test::TempDir;
 
 namespace {
 
-bool has_engine() { return run_cmf("--version").output.find("engine: llama.cpp") != std::string::npos; }
-
-nlohmann::json job_status(const fs::path& bucket) {
-    for (const auto& e : fs::directory_iterator(bucket / "status"))
-        if (e.path().extension() == ".json" && e.path().filename() != "heartbeat.json") return nlohmann::json::parse(read_file(e.path()));
-    return nullptr;
-}
+using cmf::test::has_engine;
+using cmf::test::job_status;
 
 struct Case {
     const char* preset;

@@ -27,13 +27,8 @@ const char* kConfig = R"({"hf": {"tokens": {"hf_FAKE-factory-alice-write": "alic
   "hf_FAKE-factory-alice-read": {"user": "alice", "role": "read"}},
   "lfs": {"multipart_threshold": 1048576, "chunk_size": 1048576}}})";
 
-bool has_engine() { return run_cmf("--version").output.find("engine: llama.cpp") != std::string::npos; }
-
-nlohmann::json job_status(const fs::path& bucket) {
-    for (const auto& e : fs::directory_iterator(bucket / "status"))
-        if (e.path().extension() == ".json" && e.path().filename() != "heartbeat.json") return nlohmann::json::parse(read_file(e.path()));
-    return nullptr;
-}
+using cmf::test::has_engine;
+using cmf::test::job_status;
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -108,6 +109,16 @@ inline std::string read_file(const fs::path& p) {
 inline void write_file(const fs::path& p, const std::string& data) {
     std::ofstream f(p, std::ios::binary);
     f << data;
+}
+
+// Whether the cmf under test links the engine (llama.cpp): `cmf --version` says so.
+inline bool has_engine() { return run_cmf("--version").output.find("engine: llama.cpp") != std::string::npos; }
+
+// The job's status JSON in a local factory bucket (status/<job>.json), or null.
+inline nlohmann::json job_status(const fs::path& bucket) {
+    for (const auto& e : fs::directory_iterator(bucket / "status"))
+        if (e.path().extension() == ".json" && e.path().filename() != "heartbeat.json") return nlohmann::json::parse(read_file(e.path()));
+    return nullptr;
 }
 
 }  // namespace cmf::test
