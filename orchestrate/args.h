@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cmf/core/error.h"
+#include "cmf/factory/config.h"
 
 namespace cmf::cli {
 
@@ -81,6 +82,17 @@ inline std::vector<std::string> split_list(const std::string& s, char sep = ',')
         i = j + 1;
     }
     return out;
+}
+
+// The factory configuration (cmf config --help) with this command line's config options on top;
+// --env-file names the .env. Options in `except` are the command's own (the local backend's
+// --bucket is a directory, not GCS_BUCKET).
+inline factory::FactoryConfig factory_config(const Args& a, const std::set<std::string>& except = {}) {
+    std::map<std::string, std::string> flags;
+    for (const auto& n : factory::config_flag_names())
+        if (n != "env-file" && !except.count(n))
+            if (auto v = a.get(n)) flags[n] = *v;
+    return factory::load_factory_config(flags, a.get("env-file"));
 }
 
 }  // namespace cmf::cli

@@ -33,11 +33,11 @@ build+push also pushes every built variant to the Ollama registry (OLLAMA_REGIST
 
   --backend gce     one disposable VM builds all variants from one download of CMF_MODEL
                     (default when GCS_BUCKET and GCP_PROJECT are set): uploads this binary
-                    to gs://BUCKET/bin/<sha256>/cmf, the HF token to gs://BUCKET/PREFIX
-                    secrets/<job>/hf_token (readable by the VM's service account and the
-                    bucket's owners; removed when the job ends), creates the VM (next zone of
-                    the region on a stockout), prints progress from the bucket's markers,
-                    deletes the VM at the end or on Ctrl-C
+                    to gs://BUCKET/bin/<sha256>/cmf, puts the HF token (and for build+push a
+                    copy of the factory push key, `cmf keys create`) into Secret Manager
+                    secrets of the job that only the VM's service account may read, creates
+                    the VM (next zone of the region on a stockout), prints progress from the
+                    bucket's markers, deletes the VM and the secrets at the end or on Ctrl-C
   --backend local   run the worker here as a child process; the bucket is a directory
   --source DIR      local: checkpoint directory
   --bucket B        local: bucket directory (default: ./cmf-bucket); gce: GCS_BUCKET
@@ -46,8 +46,8 @@ build+push also pushes every built variant to the Ollama registry (OLLAMA_REGIST
   --keep-vm         gce: keep the VM after the job (debugging; metadata cmf-keep-vm=TRUE):
                     neither the worker nor cmf deletes it, except on Ctrl-C; then
                     `cmf cleanup --job JOB`
-  --secrets-in-metadata  gce: pass HF_TOKEN as instance metadata instead of a bucket object
-                    (anyone with compute.instances.get can read it; a warning is printed)
+  --secrets-in-metadata  gce: CMF_SECRET_STORE=metadata: the secrets as instance metadata
+                    (anyone with compute.instances.get can read them; a warning is printed)
   --poll SECONDS    gce: how often to look at the bucket and the VM (default 5)
   --prefix P        object prefix inside the bucket (default: none)
   --work DIR        worker scratch directory
@@ -129,11 +129,7 @@ static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& 
     const std::string cmdname = push ? "build+push" : "build";
     for (const char* o : {"source", "work"})
         if (a.get(o)) fail(ErrorKind::usage, cmdname + ": --" + std::string(o) + " is for --backend local");
-    std::map<std::string, std::string> flags;
-    for (const auto& n : factory::config_flag_names())
-        if (n != "env-file")
-            if (auto v = a.get(n)) flags[n] = *v;
-    const factory::FactoryConfig cfg = factory::load_factory_config(flags, a.get("env-file"));
+    const factory::FactoryConfig cfg = factory_config(a);
     if (!cfg.is_set("GCS_BUCKET")) fail(ErrorKind::usage, cmdname + ": --backend gce needs GCS_BUCKET (.env, environment or --bucket)");
     if (push && !cfg.is_set("OLLAMA_REGISTRY_NS"))
         fail(ErrorKind::usage, "build+push: set OLLAMA_REGISTRY_NS (the registry namespace to push to)");
@@ -160,8 +156,20 @@ static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& 
             fail(ErrorKind::usage, cmdname + ": --threads must be a number");
         }
     }
-    // the secret reference is filled in by run_gce_job; a placeholder keeps validation honest
-    if (!cfg.get("HF_TOKEN").empty()) job.hf_token_ref = "gs://" + factory::normalize_bucket_name(cfg.get("GCS_BUCKET")) + "/" + job.prefix + "secrets/" + job.job_id + "/hf_token";
+    const factory::SecretStore store =
+        a.has("secrets-in-metadata") ? factory::SecretStore::metadata : factory::parse_secret_store(cfg.get("CMF_SECRET_STORE"));
+    // the secret references are filled in by run_gce_job; what they will look like keeps
+    // validation (and --dry-run) honest
+    auto planned_ref = [&](const std::string& what) -> std::string {
+        if (store == factory::SecretStore::metadata) return "metadata:cmf-" + what;
+        if (store == factory::SecretStore::bucket)
+            return "gs://" + factory::normalize_bucket_name(cfg.get("GCS_BUCKET")) + "/" + job.prefix + "secrets/" + job.job_id + "/" + what;
+        const char* env_project = std::getenv("GOOGLE_CLOUD_PROJECT");
+        const std::string project = cfg.is_set("GCP_PROJECT") ? cfg.get("GCP_PROJECT") : env_project ? env_project : "PROJECT";
+        return "sm:projects/" + project + "/secrets/" + factory::job_secret_id(job.job_id, what) + "/versions/1";
+    };
+    if (!cfg.get("HF_TOKEN").empty()) job.hf_token_ref = planned_ref("hf-token");
+    if (push) job.registry_key_ref = planned_ref("push-key");
     factory::validate_job(job);
     if (a.has("dry-run")) {
         std::fputs((factory::job_to_json(job).dump(1) + "\n").c_str(), stdout);
@@ -169,7 +177,7 @@ static int build_gce(const Args& a, const std::vector<factory::FactoryVariant>& 
     }
     gce::RunOptions ro;
     ro.push = push;
-    ro.secrets_in_metadata = a.has("secrets-in-metadata");
+    ro.store = store;
     ro.keep_vm = a.has("keep-vm");
     ro.spot = a.has("spot");
     ro.quiet = a.has("quiet");
@@ -205,13 +213,7 @@ static int build_command(const std::vector<std::string>& argv_in, bool push) {
         fail(ErrorKind::usage, cmdname + ": expected one VARIANTS list, e.g. q4,q8,f16 (see cmf build --help)");
     const auto variants = factory::parse_factory_variants(a.positional[0]);
     std::string backend = a.get("backend").value_or("");
-    if (backend.empty()) {
-        std::map<std::string, std::string> flags;
-        for (const auto& n : factory::config_flag_names())
-            if (n != "env-file")
-                if (auto v = a.get(n)) flags[n] = *v;
-        backend = gce::gce_configured(factory::load_factory_config(flags, a.get("env-file"))) ? "gce" : "";
-    }
+    if (backend.empty()) backend = gce::gce_configured(factory_config(a)) ? "gce" : "";
     if (backend.empty())
         fail(ErrorKind::usage, cmdname + ": no backend: set GCS_BUCKET and GCP_PROJECT for --backend gce, or use --backend local");
     if (backend == "gce") return build_gce(a, variants, push);
@@ -219,11 +221,7 @@ static int build_command(const std::vector<std::string>& argv_in, bool push) {
     if (push) fail(ErrorKind::usage, "build+push: the local backend does not push; build, then `cmf push BUILD NAME`");
 
     // with the local backend --bucket is a directory, not GCS_BUCKET
-    std::map<std::string, std::string> flags;
-    for (const auto& n : factory::config_flag_names())
-        if (n != "env-file" && n != "bucket")
-            if (auto v = a.get(n)) flags[n] = *v;
-    const factory::FactoryConfig cfg = factory::load_factory_config(flags, a.get("env-file"));
+    const factory::FactoryConfig cfg = factory_config(a, {"bucket"});
 
     auto src = a.get("source");
     if (!src)

@@ -24,11 +24,7 @@ Configuration options (--project, --bucket, --env-file, ...): see `cmf config --
 )";
 
 static int status_gce(const Args& a, const std::string& prefix) {
-    std::map<std::string, std::string> flags;
-    for (const auto& n : factory::config_flag_names())
-        if (n != "env-file")
-            if (auto v = a.get(n)) flags[n] = *v;
-    const factory::FactoryConfig cfg = factory::load_factory_config(flags, a.get("env-file"));
+    const factory::FactoryConfig cfg = factory_config(a);
     gce::Cloud c = gce::connect(cfg, true);
     factory::GcsBucket bucket(*c.gcs, c.bucket);
     const factory::BucketStatus s = factory::read_bucket_status(bucket, prefix);

@@ -15,6 +15,7 @@ int cmd_config(const std::vector<std::string>& argv);
 int cmd_build(const std::vector<std::string>& argv);
 int cmd_build_push(const std::vector<std::string>& argv);
 int cmd_cleanup(const std::vector<std::string>& argv);
+int cmd_keys(const std::vector<std::string>& argv);
 int cmd_status(const std::vector<std::string>& argv);
 int cmd_worker(const std::vector<std::string>& argv);
 int cmd_cloudinit(const std::vector<std::string>& argv);

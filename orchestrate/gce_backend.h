@@ -3,18 +3,20 @@
 //
 // Flow of run_gce_job (cloud.md sections 1, 2, 7):
 //   1. this static binary (/proc/self/exe) -> gs://BUCKET/bin/<sha256>/cmf, uploaded only if absent
-//   2. the HF token -> gs://BUCKET/PREFIXsecrets/<job>/hf_token (create-only); the job names it
-//      (secrets.hf_token_ref = gs://...). Only principals with read access to the bucket -- the
-//      VM's service account and the bucket's owners -- can read it; the object is removed when
-//      the job ends. Plain metadata (metadata:cmf-hf-token) only with --secrets-in-metadata:
-//      metadata is readable by anyone with compute.instances.get and by every process on the VM.
+//   2. the secrets (docs/secrets.md, factory/job_secrets.h): leftovers of dead jobs are destroyed
+//      first; the HF token, and for a push a copy of the factory push key (`cmf keys create`),
+//      each go into a Secret Manager secret of the job's (labels managed-by=cmf, cmf-job=<job>,
+//      ttl GCE_MAX_RUN + 1 h) that only the VM's service account may read; the job names the
+//      versions (sm:projects/P/secrets/ID/versions/1). CMF_SECRET_STORE=bucket (objects under
+//      PREFIXsecrets/<job>/) or metadata (--secrets-in-metadata) are opt-ins with a warning.
 //   3. instances.insert in GCE_ZONE; on ZONE_RESOURCE_POOL_EXHAUSTED[_WITH_DETAILS] the next zone
 //      of the same region (QUOTA_EXCEEDED is regional: stop with the message). Metadata keys:
 //      startup-script (cloud-init/startup.sh), cmf-binary, cmf-binary-sha256, factory-config,
 //      cmf-keep-vm (--keep-vm). Labels managed-by=cmf, cmf-job=<job>.
 //   4. watch: markers, job status and heartbeat in the bucket, the VM's state, its serial port
 //   5. SIGINT/SIGTERM: delete the VM, exit 130; at the end the VM is deleted in every case
-//      (the worker deletes itself; a 404 here is the normal case).
+//      (the worker deletes itself; a 404 here is the normal case), and the job's secrets with
+//      it, on every exit path (a throw included).
 #pragma once
 
 #include <signal.h>
@@ -42,15 +44,15 @@
 #include "cmf/factory/digest.h"
 #include "cmf/factory/gcs_bucket.h"
 #include "cmf/factory/job.h"
+#include "cmf/factory/job_secrets.h"
 #include "cmf/factory/status.h"
 #include "cmf/factory/status_report.h"
 
 namespace cmf::cli::gce {
 
-inline constexpr const char* kManagedLabel = "managed-by";
-inline constexpr const char* kManagedValue = "cmf";
-inline constexpr const char* kJobLabel = "cmf-job";
-inline constexpr const char* kHfTokenMetadataKey = "cmf-hf-token";
+using factory::kJobLabel;
+using factory::kManagedLabel;
+using factory::kManagedValue;
 
 struct Cloud {
     std::shared_ptr<net::HttpClient> http;
@@ -58,6 +60,7 @@ struct Cloud {
     std::string project;
     std::shared_ptr<cloud::GcsClient> gcs;
     std::shared_ptr<cloud::GceClient> gce;
+    std::shared_ptr<cloud::SecretManagerClient> sm;
     std::string bucket;  // name, no gs://
 };
 
@@ -75,7 +78,29 @@ inline Cloud connect(const factory::FactoryConfig& cfg, bool need_bucket) {
     }
     c.gcs = std::make_shared<cloud::GcsClient>(c.http, c.creds.tokens, cloud::gcs_options_from_env());
     c.gce = std::make_shared<cloud::GceClient>(c.http, c.creds.tokens, cloud::gce_options_from_env());
+    cloud::SecretManagerOptions so;
+    if (const char* e = std::getenv("CMF_SECRET_MANAGER_API"); e && *e) so.endpoint = e;  // the emulator in tests
+    c.sm = std::make_shared<cloud::SecretManagerClient>(c.http, c.creds.tokens, c.project, so);
     return c;
+}
+
+// The IAM member the worker VM runs as: GCE_SERVICE_ACCOUNT, or for "default" the project's
+// Compute Engine default account (projects.get).
+inline std::string vm_member(Cloud& c, const factory::FactoryConfig& cfg) {
+    std::string sa = cfg.get("GCE_SERVICE_ACCOUNT");
+    if (sa.empty() || sa == "default") sa = c.gce->default_service_account(c.project);
+    return "serviceAccount:" + sa;
+}
+
+// Destroys the job secrets of jobs that have no VM any more (a killed orchestrator whose VM
+// ended), older than factory::kLeftoverGrace. Returns what it did, a line each.
+inline std::vector<std::string> sweep_leftover_secrets(Cloud& c) {
+    std::set<std::string> live;
+    for (const auto& i : c.gce->list_instances(c.project, kManagedLabel, kManagedValue))
+        if (auto it = i.labels.find(kJobLabel); it != i.labels.end()) live.insert(it->second);
+    return factory::destroy_job_secrets(*c.sm, [&](const std::string& job, std::chrono::seconds age) {
+        return !live.count(job) && age >= factory::kLeftoverGrace;
+    });
 }
 
 // The gce backend is the default when a bucket and a project are configured.
@@ -153,7 +178,7 @@ inline std::vector<std::string> zone_order(const std::string& primary, const std
 
 struct RunOptions {
     bool push = false;
-    bool secrets_in_metadata = false;
+    factory::SecretStore store = factory::SecretStore::secret_manager;
     bool keep_vm = false;
     bool spot = false;
     bool quiet = false;
@@ -194,12 +219,17 @@ inline int run_gce_job(Cloud& c, const factory::FactoryConfig& cfg, factory::Job
     };
     factory::GcsBucket bucket(*c.gcs, c.bucket);
     const std::string secret_prefix = job.prefix + "secrets/" + job.job_id + "/";
+    const factory::SecretStore store = ro.store;
     std::vector<std::string> secret_objects;
+    std::optional<factory::JobSecrets> job_secrets;
     RunState rs;
     rs.instance = instance_name_for(job.job_id);
 
-    // clean-up on every exit path below
+    // clean-up on every exit path below: the VM, then the secrets
+    bool finished = false;
     auto finish = [&](int rc) {
+        if (finished) return rc;
+        finished = true;
         if (ro.keep_vm && !pending_signal().load() && rs.created)
             std::fprintf(stderr, "cmf: --keep-vm: VM %s in %s is left running; delete it with `cmf cleanup --job %s`\n",
                          rs.instance.c_str(), rs.zone.c_str(), job.job_id.c_str());
@@ -212,12 +242,23 @@ inline int run_gce_job(Cloud& c, const factory::FactoryConfig& cfg, factory::Job
                 std::fprintf(stderr, "cmf: could not remove gs://%s/%s: %s\n", c.bucket.c_str(), o.c_str(), e.what());
             }
         }
+        if (job_secrets) {
+            const std::size_t n = job_secrets->ids().size();
+            const auto failed = job_secrets->destroy_all();
+            for (const auto& f : failed) std::fprintf(stderr, "cmf: %s -- `cmf cleanup` deletes it, or Secret Manager at its ttl\n", f.c_str());
+            if (n && failed.empty() && !quiet) std::fprintf(stderr, "cmf: the job's secrets are deleted\n");
+        }
         return rc;
     };
+    // a throw on the way out of this function still cleans up
+    struct OnExit {
+        std::function<void()> f;
+        ~OnExit() { f(); }
+    } on_exit{[&] { finish(0); }};
     auto interrupted = [&]() -> std::optional<int> {
         int sig = pending_signal().load();
         if (!sig) return std::nullopt;
-        std::fprintf(stderr, "cmf: %s: deleting the VM and stopping\n", sig == SIGINT ? "interrupted" : "terminated");
+        std::fprintf(stderr, "cmf: %s: deleting the VM and the job's secrets, and stopping\n", sig == SIGINT ? "interrupted" : "terminated");
         return finish(128 + sig);
     };
 
@@ -226,34 +267,51 @@ inline int run_gce_job(Cloud& c, const factory::FactoryConfig& cfg, factory::Job
 
     std::vector<std::pair<std::string, std::string>> metadata;
     const std::string hf_token = cfg.get("HF_TOKEN");
-    if (!hf_token.empty()) {
-        if (ro.secrets_in_metadata) {
-            std::fprintf(stderr, "cmf: warning: --secrets-in-metadata puts HF_TOKEN into instance metadata, readable by anyone "
-                                 "with compute.instances.get on the project and by every process on the VM\n");
-            metadata.emplace_back(kHfTokenMetadataKey, hf_token);
-            job.hf_token_ref = std::string("metadata:") + kHfTokenMetadataKey;
+    if (!hf_token.empty() || ro.push) {
+        // the push key is cmf's factory key from Secret Manager, whatever the store
+        std::string push_key = ro.push ? factory::read_push_key(*c.sm, c.project) : std::string();
+        if (auto r = interrupted()) return *r;
+        struct Secret {
+            const char* what;        // job secret name part / object name / metadata key
+            const std::string* value;
+            std::string* ref;
+        };
+        std::vector<Secret> wanted;
+        if (!hf_token.empty()) wanted.push_back({"hf-token", &hf_token, &job.hf_token_ref});
+        if (ro.push) wanted.push_back({"push-key", &push_key, &job.registry_key_ref});
+        if (store == factory::SecretStore::secret_manager) {
+            for (const auto& line : sweep_leftover_secrets(c)) say(line);
+            const std::string member = vm_member(c, cfg);
+            job_secrets.emplace(*c.sm, job.job_id, member,
+                                std::chrono::seconds(factory::parse_duration_seconds(cfg.get("GCE_MAX_RUN"))) + std::chrono::hours(1));
+            for (const auto& w : wanted) {
+                if (auto r = interrupted()) return *r;
+                *w.ref = job_secrets->put(w.what, *w.value);
+            }
+            say("secrets: " + std::to_string(wanted.size()) + " in Secret Manager (" + job_secrets->ids().front() + (wanted.size() > 1 ? ", ..." : "") +
+                "), readable by " + member + " only, deleted with the job");
+        } else if (store == factory::SecretStore::metadata) {
+            std::fprintf(stderr, "cmf: warning: CMF_SECRET_STORE=metadata puts the job's secrets into instance metadata, readable by "
+                                 "anyone with compute.instances.get on the project and by every process on the VM\n");
+            for (const auto& w : wanted) {
+                const std::string key = std::string("cmf-") + w.what;
+                metadata.emplace_back(key, *w.value);
+                *w.ref = "metadata:" + key;
+            }
         } else {
-            const std::string obj = secret_prefix + "hf_token";
-            cloud::UploadOptions o;
-            o.content_type = "text/plain";
-            c.gcs->upload(c.bucket, obj, hf_token, o);
-            secret_objects.push_back(obj);
-            job.hf_token_ref = "gs://" + c.bucket + "/" + obj;
+            std::fprintf(stderr, "cmf: warning: CMF_SECRET_STORE=bucket puts the job's secrets into gs://%s/%s, readable by everyone "
+                                 "who can read the bucket until the job ends (and after it, if it dies before its cleanup)\n",
+                         c.bucket.c_str(), secret_prefix.c_str());
+            for (const auto& w : wanted) {
+                const std::string obj = secret_prefix + w.what;
+                cloud::UploadOptions o;
+                o.content_type = "text/plain";
+                secret_objects.push_back(obj);
+                c.gcs->upload(c.bucket, obj, *w.value, o);
+                *w.ref = "gs://" + c.bucket + "/" + obj;
+            }
         }
-    }
-    if (ro.push && cfg.is_set("OLLAMA_KEY_FILE")) {
-        std::ifstream kf(cfg.get("OLLAMA_KEY_FILE"), std::ios::binary);
-        if (!kf) {
-            finish(0);
-            fail_io("cannot read OLLAMA_KEY_FILE " + cfg.get("OLLAMA_KEY_FILE"));
-        }
-        std::string key((std::istreambuf_iterator<char>(kf)), std::istreambuf_iterator<char>());
-        const std::string obj = secret_prefix + "ollama_key";
-        cloud::UploadOptions o;
-        o.content_type = "text/plain";
-        c.gcs->upload(c.bucket, obj, key, o);
-        secret_objects.push_back(obj);
-        job.registry_key_ref = "gs://" + c.bucket + "/" + obj;
+        OPENSSL_cleanse(push_key.data(), push_key.size());
     }
     factory::validate_job(job);
     const std::string job_json = factory::job_to_json(job).dump();
@@ -274,6 +332,7 @@ inline int run_gce_job(Cloud& c, const factory::FactoryConfig& cfg, factory::Job
     spec.metadata = metadata;
     spec.labels = {{kManagedLabel, kManagedValue}, {kJobLabel, cloud::to_label_value(job.job_id)}};
     spec.spot = ro.spot;
+    spec.service_account = cfg.get("GCE_SERVICE_ACCOUNT").empty() ? "default" : cfg.get("GCE_SERVICE_ACCOUNT");
     spec.description = "cmf worker for job " + job.job_id;
 
     // ---- create, moving zones on stockout

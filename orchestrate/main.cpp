@@ -31,7 +31,8 @@ commands:
   build VARIANTS --backend local   build q4s,q4,q8,f16,... as a factory job (markers, cards, logs)
   build+push VARIANTS              build on a GCE VM and push to the Ollama registry
   status                           what the bucket says about each variant (+ the factory's VMs)
-  cleanup                          delete the factory's VMs (label managed-by=cmf)
+  cleanup                          delete the factory's VMs and job secrets (label managed-by=cmf)
+  keys create|show|revoke          the factory push key build+push uses (Secret Manager)
   worker --job FILE                run one factory job (what the VM runs)
   cloud-init --print startup|user-data   the VM bootstrap built into this binary
   import BUILD NAME[:TAG]          write an Ollama model into the local store ($OLLAMA_MODELS)
@@ -61,6 +62,7 @@ const Command kCommands[] = {
     {"build", cmf::cli::cmd_build},
     {"build+push", cmf::cli::cmd_build_push},
     {"cleanup", cmf::cli::cmd_cleanup},
+    {"keys", cmf::cli::cmd_keys},
     {"status", cmf::cli::cmd_status},
     {"worker", cmf::cli::cmd_worker},
     {"cloud-init", cmf::cli::cmd_cloudinit},

@@ -6,6 +6,7 @@
 //   GET    /compute/v1/projects/P/zones/Z/instances/N                     instances.get (404 notFound)
 //   DELETE /compute/v1/projects/P/zones/Z/instances/N[?requestId=]        -> Operation (404 notFound)
 //   GET    /compute/v1/projects/P/zones/Z/instances/N/serialPort?port=1&start=S
+//   GET    /compute/v1/projects/P                                        projects.get (defaultServiceAccount)
 //   GET    /compute/v1/projects/P/zones/Z/operations/OP                   zoneOperations.get
 //   POST   /compute/v1/projects/P/zones/Z/operations/OP/wait              blocks until DONE (<= 2 s here)
 //   POST   /_emu/compute/config     merges {"stockout_zones":[..], "sync_stockout":bool,
@@ -25,10 +26,11 @@
 //
 // The guest: after a successful insert the instance is RUNNING and its "boot" runs as a local
 // process group, with the instance's metadata published on the emulated metadata server
-// (google_auth_service.h: instance name, zone, project, attributes = the metadata items), so
+// (google_auth_service.h: instance name, zone, project, attributes = the metadata items, and
+// the service account it was created with, whose principal the metadata tokens carry), so
 // the guest reads it exactly as on GCE. The environment points the guest at the emulator:
 // GCE_METADATA_HOST, CMF_METADATA_ROOT, STORAGE_EMULATOR_HOST, CMF_STORAGE_API, CMF_COMPUTE_API,
-// HF_ENDPOINT, SSL_CERT_FILE, CURL_CA_BUNDLE, CMF_INSTALL_DIR, plus "worker_env".
+// CMF_SECRET_MANAGER_API, HF_ENDPOINT, SSL_CERT_FILE, CURL_CA_BUNDLE, CMF_INSTALL_DIR, plus "worker_env".
 //   "guest": "startup-script" (default) runs the `startup-script` item with bash, as the guest
 //            agent does (it downloads the cmf binary from the emulated GCS and runs the worker);
 //   "guest": "cmf" runs `<cmf_binary> worker --job <factory-config file> --work DIR`;
@@ -277,6 +279,14 @@ inline Handler make_compute_service(Context& ctx) {
             auto g = google_auth_state(*cp);
             std::lock_guard glock(g->mu);
             g->metadata["instance_name"] = inst->name;
+            // the VM runs as the account it was created with ("default": the project's Compute
+            // Engine default account); the metadata server's tokens speak for it
+            std::string sa = "default";
+            if (body.contains("serviceAccounts") && body["serviceAccounts"].is_array() && !body["serviceAccounts"].empty() &&
+                body["serviceAccounts"][0].is_object())
+                sa = body["serviceAccounts"][0].value("email", sa);
+            if (sa == "default") sa = g->metadata.value("numeric_project_id", std::string("123456789012")) + "-compute@developer.gserviceaccount.com";
+            g->metadata["service_account_email"] = sa;
             g->metadata["zone"] = inst->zone;
             g->metadata["project_id"] = inst->project;
             g->metadata["instance_id"] = inst->id;
@@ -310,6 +320,7 @@ inline Handler make_compute_service(Context& ctx) {
             "STORAGE_EMULATOR_HOST=" + cp->https_base,
             "CMF_STORAGE_API=" + cp->https_base,
             "CMF_COMPUTE_API=" + cp->https_base + "/compute/v1",
+            "CMF_SECRET_MANAGER_API=" + cp->https_base,
             "HF_ENDPOINT=" + cp->https_base,
             "SSL_CERT_FILE=" + ca,
             "CURL_CA_BUNDLE=" + ca,
@@ -409,6 +420,16 @@ inline Handler make_compute_service(Context& ctx) {
         auto not_found = [&](const std::string& what) {
             return gce_error(404, "notFound", "The resource '" + what + "' was not found");
         };
+        if (seg.size() == 1 && req.method == "GET") {  // projects.get: who "default" is
+            auto g = google_auth_state(*cp);
+            std::string number;
+            {
+                std::lock_guard glock(g->mu);
+                number = g->metadata.value("numeric_project_id", std::string("123456789012"));
+            }
+            return json_response(200, {{"kind", "compute#project"}, {"name", seg[0]}, {"id", number},
+                                       {"defaultServiceAccount", number + "-compute@developer.gserviceaccount.com"}});
+        }
         if (seg.size() < 3) return not_found(path);
         const std::string project = seg[0];
         auto list_reply = [&](const std::string& zone_filter, bool aggregated) {

@@ -13,6 +13,7 @@
 #include <typeindex>
 
 #include "faults.h"
+#include "watch.h"
 
 namespace cmf::emu {
 
@@ -24,6 +25,7 @@ struct Context {
     std::mutex mutex;                   // for service state: handlers run on many threads
 
     Faults& faults() { return *faults_; }
+    Watch watch;                        // needles looked for in every request (watch.h)
     Faults* faults_ = nullptr;
 
     // A service's state for this context, made (and set up by `init`) on first use. It lives

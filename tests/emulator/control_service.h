@@ -1,5 +1,6 @@
 // Emulator control and test helpers (README.md "Control endpoints"):
-//   POST/DELETE /_emu/faults, GET/DELETE /_emu/stats, /_emu/echo, GET /_emu/redirect?to=..&status=..
+//   POST/DELETE /_emu/faults, GET/DELETE /_emu/stats, /_emu/echo, GET /_emu/redirect?to=..&status=..,
+//   POST/GET /_emu/watch (watch.h)
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "cmf/core/encoding.h"
 #include "context.h"
 #include "handler.h"
 
@@ -74,6 +76,18 @@ inline Handler make_control_service(Context& ctx) {
         if (path == "/_emu/stats") {
             if (req.method == "DELETE") ctx.faults().reset_stats();
             return json_response(200, ctx.faults().stats());
+        }
+        if (path == "/_emu/watch") {  // watch.h
+            if (req.method == "POST") {
+                auto j = nlohmann::json::parse(req.body, nullptr, false);
+                if (!j.is_object() || !j.contains("needles_b64") || !j["needles_b64"].is_array())
+                    return json_response(400, {{"error", "{\"needles_b64\": [...]}"}});
+                std::vector<std::string> n;
+                for (const auto& x : j["needles_b64"])
+                    if (auto d = x.is_string() ? cmf::base64_decode(x.get<std::string>()) : std::nullopt; d && !d->empty()) n.push_back(*d);
+                ctx.watch.set(std::move(n));
+            }
+            return json_response(200, ctx.watch.report());
         }
         if (path == "/_emu/echo") {
             nlohmann::json h = nlohmann::json::object();

@@ -16,7 +16,12 @@
 // GET on the realm with `Authorization: <ssh public key b64>:<Ed25519 signature b64>` over
 // "GET,<token url>,<base64 of sha256 hex of ''>" answers {"token": "FAKE-emu-registry-..."}.
 // The Authorization header is not forwarded. GET /_emu/registry/stats lists the tokens issued
-// (tests search their outputs for them) and the verified / rejected counts.
+// (tests search their outputs for them), the public keys that signed, and the verified /
+// rejected counts.
+// Accounts: POST /_emu/registry/keys {"namespace": NS, "key": "ssh-ed25519 AAAA..."} adds a key
+// to the account owning NS, as "Add Ollama key" on ollama.com does. Once a namespace has keys,
+// a token whose scope pushes to it is refused (401 UNAUTHORIZED) to any other key; a namespace
+// with no keys added takes any valid signature.
 #pragma once
 
 #include <memory>
@@ -28,6 +33,7 @@
 
 #include <openssl/rand.h>
 
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -52,6 +58,8 @@ struct RegistryAuthState {
     std::mutex mu;
     std::set<std::string> issued;
     std::vector<std::string> issued_list;
+    std::map<std::string, std::set<std::string>> account_keys;  // namespace -> public key blobs (base64)
+    std::vector<std::string> signers;                            // public key (base64) of every verified request
     std::uint64_t verified = 0, rejected = 0, challenges = 0;
 };
 
@@ -130,7 +138,19 @@ inline std::optional<Response> registry_auth(Context& ctx, RegistryAuthState& st
     if (path == "/_emu/registry/stats") {
         std::lock_guard lock(st.mu);
         return json_response(200, {{"issued", st.issued_list}, {"verified", st.verified}, {"rejected", st.rejected},
-                                   {"challenges", st.challenges}});
+                                   {"challenges", st.challenges}, {"signers", st.signers}});
+    }
+    if (path == "/_emu/registry/keys" && req.method == "POST") {
+        auto j = nlohmann::json::parse(req.body, nullptr, false);
+        if (!j.is_object() || !j.contains("namespace") || !j.contains("key") || !j["namespace"].is_string() || !j["key"].is_string())
+            return json_response(400, {{"error", "{\"namespace\": NS, \"key\": \"ssh-ed25519 AAAA...\"}"}});
+        std::string key = j["key"].get<std::string>();
+        if (key.rfind("ssh-ed25519 ", 0) != 0) return json_response(400, {{"error", "not an ssh-ed25519 public key line"}});
+        key = key.substr(12);
+        key = key.substr(0, key.find_first_of(" \r\n"));
+        std::lock_guard lock(st.mu);
+        st.account_keys[j["namespace"].get<std::string>()].insert(key);
+        return json_response(200, {{"keys", st.account_keys[j["namespace"].get<std::string>()].size()}});
     }
     if (path == "/_emu/registry/token") {
         const std::string auth = req.headers.get("authorization").value_or("");
@@ -147,7 +167,20 @@ inline std::optional<Response> registry_auth(Context& ctx, RegistryAuthState& st
             ++st.rejected;
             return json_response(401, {{"errors", {{{"code", "UNAUTHORIZED"}, {"message", "bad signature"}}}}});
         }
+        const std::string signer = auth.substr(0, colon);
+        // scope=repository:NS/MODEL:push,pull: a push to a namespace whose account has keys
+        // needs one of them
+        const std::string scope = query_param(req.target, "scope").value_or("");
+        if (scope.rfind("repository:", 0) == 0 && scope.find(":push") != std::string::npos) {
+            const std::string ns = scope.substr(11, scope.find('/') == std::string::npos ? 0 : scope.find('/') - 11);
+            auto acct = st.account_keys.find(ns);
+            if (acct != st.account_keys.end() && !acct->second.count(signer)) {
+                ++st.rejected;
+                return json_response(401, {{"errors", {{{"code", "UNAUTHORIZED"}, {"message", "unauthorized: this key is not on the account of " + ns}}}}});
+            }
+        }
         ++st.verified;
+        st.signers.push_back(signer);
         unsigned char rnd[8];
         RAND_bytes(rnd, sizeof rnd);
         std::string hex;

@@ -20,6 +20,11 @@
 // gax's `$alt=json;enum-encoding=int` query is accepted and ignored.
 // GET /_emu/secret_manager/log: every access, {secret, principal, allowed}, and every secret ever
 // created with its labels and whether it still exists.
+// Time: createTime is the real time; a `ttl` sets expireTime = createTime + ttl, and an expired
+// secret is deleted (as the service does) before any later call sees it ("deleted" records
+// {name, by: "ttl"}). POST /_emu/secret_manager/age {"seconds": N} moves every secret's
+// createTime and expireTime N seconds into the past: the passage of time for tests of
+// leftovers.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -27,12 +32,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "cmf/core/crc32c.h"
 #include "cmf/core/encoding.h"
+#include "cmf/core/rfc3339.h"
 #include "context.h"
 #include "control_service.h"
 #include "google_auth_service.h"
@@ -44,6 +52,8 @@ struct SecretManagerState {
     struct Secret {
         nlohmann::json meta;  // name, replication, labels, createTime, etag
         std::vector<std::string> versions;  // payloads, version N = index N-1
+        std::chrono::system_clock::time_point created;
+        std::optional<std::chrono::system_clock::time_point> expires;  // from ttl
         nlohmann::json bindings = nlohmann::json::array();
         int policy_etag = 1;
     };
@@ -62,6 +72,37 @@ inline Response error(int code, const std::string& status, const std::string& me
 
 inline std::string crc_text(const std::string& data) { return std::to_string(cmf::crc32c(data)); }
 
+// "3600s" / "3600.5s" -> seconds; nullopt when not a duration.
+inline std::optional<long long> duration_seconds(const nlohmann::json& v) {
+    if (!v.is_string()) return std::nullopt;
+    const std::string d = v.get<std::string>();
+    if (d.size() < 2 || d.back() != 's') return std::nullopt;
+    try {
+        std::size_t n = 0;
+        const double x = std::stod(d.substr(0, d.size() - 1), &n);
+        if (n != d.size() - 1 || x < 0) return std::nullopt;
+        return static_cast<long long>(x);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+// Deletes expired secrets; refreshes createTime / expireTime in the metadata (caller holds mu).
+inline void tick(SecretManagerState& st) {
+    const auto now = std::chrono::system_clock::now();
+    for (auto it = st.secrets.begin(); it != st.secrets.end();) {
+        auto& s = it->second;
+        s.meta["createTime"] = cmf::format_rfc3339(s.created);
+        if (s.expires) s.meta["expireTime"] = cmf::format_rfc3339(*s.expires);
+        if (s.expires && *s.expires <= now) {
+            st.log["deleted"].push_back({{"name", it->first}, {"by", "ttl"}});
+            it = st.secrets.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
 }  // namespace smemu
 
 inline Handler make_secret_manager_service(Context& ctx) {
@@ -75,7 +116,20 @@ inline Handler make_secret_manager_service(Context& ctx) {
         const std::string path = path_of(req.target);
         if (path == "/_emu/secret_manager/log") {
             std::lock_guard lock(st->mu);
+            smemu::tick(*st);
             return json_response(200, st->log);
+        }
+        if (path == "/_emu/secret_manager/age" && req.method == "POST") {
+            auto j = nlohmann::json::parse(req.body, nullptr, false);
+            if (!j.is_object() || !j.contains("seconds") || !j["seconds"].is_number()) return json_response(400, {{"error", "{\"seconds\": N}"}});
+            const auto d = std::chrono::seconds(j["seconds"].get<long long>());
+            std::lock_guard lock(st->mu);
+            for (auto& [_, sec] : st->secrets) {
+                sec.created -= d;
+                if (sec.expires) *sec.expires -= d;
+            }
+            smemu::tick(*st);
+            return json_response(200, {{"secrets", st->secrets.size()}});
         }
         const std::string prefix = "/v1/projects/";
         if (path.rfind(prefix, 0) != 0 || path.find("/secrets") == std::string::npos) return std::nullopt;
@@ -97,6 +151,7 @@ inline Handler make_secret_manager_service(Context& ctx) {
         const std::string project = seg[0];
 
         std::lock_guard lock(st->mu);
+        smemu::tick(*st);
         if (!st->enabled)
             return smemu::error(403, "PERMISSION_DENIED",
                                 "Secret Manager API has not been used in project " + project +
@@ -128,9 +183,15 @@ inline Handler make_secret_manager_service(Context& ctx) {
                 auto body = nlohmann::json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
                 if (!body.is_object()) return smemu::error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.");
                 SecretManagerState::Secret s;
+                s.created = std::chrono::system_clock::now();
                 s.meta = {{"name", name}, {"replication", body.value("replication", nlohmann::json{{"automatic", nlohmann::json::object()}})},
-                          {"createTime", "2026-12-07T00:00:00Z"}, {"labels", body.value("labels", nlohmann::json::object())}, {"etag", "\"1\""}};
-                if (body.contains("ttl")) s.meta["ttl"] = body["ttl"];
+                          {"createTime", cmf::format_rfc3339(s.created)}, {"labels", body.value("labels", nlohmann::json::object())}, {"etag", "\"1\""}};
+                if (body.contains("ttl")) {
+                    const auto ttl = smemu::duration_seconds(body["ttl"]);
+                    if (!ttl) return smemu::error(400, "INVALID_ARGUMENT", "Invalid value at 'secret.ttl' (type.googleapis.com/google.protobuf.Duration)");
+                    s.expires = s.created + std::chrono::seconds(*ttl);
+                    s.meta["expireTime"] = cmf::format_rfc3339(*s.expires);
+                }
                 st->secrets[name] = s;
                 st->log["created"].push_back({{"name", name}, {"labels", s.meta["labels"]}, {"by", principal}});
                 return json_response(200, s.meta);
@@ -187,7 +248,7 @@ inline Handler make_secret_manager_service(Context& ctx) {
         if (seg.size() == 3 && verb.empty()) {
             if (req.method == "GET") return json_response(200, s.meta);
             if (req.method == "DELETE") {
-                st->log["deleted"].push_back(name);
+                st->log["deleted"].push_back({{"name", name}, {"by", principal}});
                 st->secrets.erase(it);
                 return json_response(200, nlohmann::json::object());
             }

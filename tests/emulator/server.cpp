@@ -151,6 +151,12 @@ struct Server::Impl {
         }
     }
 
+    void scan(const Request& r) {
+        std::string headers;
+        for (const auto& [k, v] : r.headers.items) headers += k + ": " + v + "\n";
+        ctx.watch.scan(r.method, r.target, headers, r.body);
+    }
+
     Response dispatch(const Request& r) {
         try {
             for (auto& h : handlers)
@@ -212,6 +218,7 @@ struct Server::Impl {
                     if (req.body.size() > *at) req.body.resize(*at);  // what a read past the cut brought is lost too
                     req.body_incomplete = true;
                     faults.add_received(req.body.size());
+                    scan(req);
                     applied.insert("drop_request");
                     faults.settle(plan, applied);
                     dispatch_partial(req);
@@ -228,6 +235,7 @@ struct Server::Impl {
             req.body = std::move(m.body());
             bool keep = m.keep_alive();
             faults.add_received(req.body.size());
+            scan(req);
 
             Response resp;
             if (plan.status) {

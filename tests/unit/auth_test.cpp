@@ -17,6 +17,7 @@
 #include "cmf/cloud/auth.h"
 #include "cmf/cloud/gcs.h"
 #include "inproc_http.h"
+#include "test_keys.h"
 #include "test_support.h"
 
 using namespace cmf;
@@ -27,29 +28,8 @@ using cmf::test::TempDir;
 
 namespace {
 
-struct TestKey {
-    std::string private_pem;  // PKCS#8
-    std::string public_pem;   // SubjectPublicKeyInfo
-};
-
-TestKey make_key() {
-    EVP_PKEY* k = EVP_RSA_gen(2048);
-    EXPECT_NE(k, nullptr);
-    TestKey out;
-    BIO* b = BIO_new(BIO_s_mem());
-    PEM_write_bio_PKCS8PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
-    char* p;
-    long n = BIO_get_mem_data(b, &p);
-    out.private_pem.assign(p, n);
-    BIO_free(b);
-    b = BIO_new(BIO_s_mem());
-    PEM_write_bio_PUBKEY(b, k);
-    n = BIO_get_mem_data(b, &p);
-    out.public_pem.assign(p, n);
-    BIO_free(b);
-    EVP_PKEY_free(k);
-    return out;
-}
+using TestKey = cmf::test::RsaTestKey;
+inline TestKey make_key() { return cmf::test::make_rsa_test_key(); }
 
 const TestKey& key_a() {
     static TestKey k = make_key();

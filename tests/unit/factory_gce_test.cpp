@@ -18,13 +18,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cmf/cloud/auth.h"
 #include "cmf/cloud/gce.h"
 #include "cmf/cloud/gcs.h"
 #include "cmf/cloud/metadata.h"
+#include "cmf/cloud/secret_manager.h"
+#include "cmf/factory/job_secrets.h"
 #include "cmf/arch/registry.h"
 #include "cmf/registry/ollama_model.h"
 #include "emulator_process.h"
 #include "docker_registry.h"
+#include "test_keys.h"
 #include "test_support.h"
 
 namespace {
@@ -244,6 +248,26 @@ struct Child {
 };
 
 constexpr const char* kHfToken = "hf_FAKE-sim-secret-test-token";
+// The orchestrator runs as a user (application default credentials of type authorized_user,
+// as `gcloud auth application-default login` writes them), the VM as the project's Compute
+// Engine default account, and a second service account stands for everyone else.
+constexpr const char* kUserClient = "sim-user.apps.googleusercontent.com";
+constexpr const char* kUserSecret = "sim-client-secret";
+constexpr const char* kUserRefresh = "sim-refresh-token";
+constexpr const char* kVmAccount = "123456789012-compute@developer.gserviceaccount.com";
+constexpr const char* kIntruder = "intruder@emu-project.iam.gserviceaccount.com";
+
+struct FixedToken : cloud::TokenSource {
+    std::string t;
+    explicit FixedToken(std::string tok) : t(std::move(tok)) {}
+    std::string access_token() override { return t; }
+    std::string describe() const override { return "a test token"; }
+};
+
+const cmf::test::RsaTestKey& intruder_key() {
+    static const cmf::test::RsaTestKey k = cmf::test::make_rsa_test_key();
+    return k;
+}
 
 // GET a registry path straight from the registry (manifests in the Docker v2 form).
 net::Response registry_get(const std::string& upstream, const std::string& path) {
@@ -287,7 +311,10 @@ struct Simulation : ::testing::Test {
         for (const auto& r : extra_repos) repos.push_back(r);
         json cfg = {{"hf", {{"tokens", {{kHfToken, "alice"}}}, {"repos", repos}}},
                     {"gcs", {{"buckets", {"cmf-sim"}}}},
-                    {"compute", compute_cfg}};
+                    {"compute", compute_cfg},
+                    {"google_auth", {{"authorized_users", {{{"client_id", kUserClient}, {"client_secret", kUserSecret}, {"refresh_token", kUserRefresh}}}},
+                                     {"service_accounts", {{{"client_email", kIntruder}, {"public_key_pem", intruder_key().public_pem}}}}}},
+                    {"secret_manager", {{"owners", {std::string("user:") + kUserClient}}}}};
         cfg.merge_patch(extra);
         emu = std::make_unique<EmulatorProcess>(cfg.dump());
         cloud::GcsOptions go;
@@ -296,6 +323,44 @@ struct Simulation : ::testing::Test {
         gcs = std::make_unique<cloud::GcsClient>(net::make_http_client(emu->client_options()), nullptr, go);
         work = dir->path() / ("run-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
         fs::create_directories(work / "home");
+        cmf::test::write_file(work / "home" / "adc.json", json{{"type", "authorized_user"}, {"client_id", kUserClient},
+                                                             {"client_secret", kUserSecret}, {"refresh_token", kUserRefresh},
+                                                             {"token_uri", emu->https_base() + "/token"}}.dump());
+    }
+    // Secret Manager as the orchestrator's user (the project's owner) and as the other account
+    std::shared_ptr<net::HttpClient> emu_http() { return net::make_http_client(emu->client_options()); }
+    cloud::SecretManagerClient secret_manager(std::shared_ptr<cloud::TokenSource> who) {
+        cloud::SecretManagerOptions o;
+        o.endpoint = emu->https_base();
+        o.propagation_wait = std::chrono::seconds(0);  // a 403 is the answer, not a grant on its way
+        return cloud::SecretManagerClient(emu_http(), std::move(who), "emu-project", o);
+    }
+    std::shared_ptr<cloud::TokenSource> user_tokens() {
+        cloud::AuthorizedUser u;
+        u.client_id = kUserClient;
+        u.client_secret = kUserSecret;
+        u.refresh_token = kUserRefresh;
+        u.token_uri = emu->https_base() + "/token";
+        return std::make_shared<cloud::AuthorizedUserTokenSource>(emu_http(), u);
+    }
+    std::shared_ptr<cloud::TokenSource> intruder_tokens() {
+        cloud::ServiceAccountKey k;
+        k.client_email = kIntruder;
+        k.private_key = intruder_key().private_pem;
+        k.token_uri = emu->https_base() + "/token";
+        return std::make_shared<cloud::ServiceAccountTokenSource>(emu_http(), k, std::vector<std::string>{std::string(cloud::kCloudPlatformScope)});
+    }
+    // the job secrets (label cmf-job) that exist now
+    std::vector<cloud::SecretManagerClient::SecretInfo> job_secrets() {
+        auto all = secret_manager(user_tokens()).list("managed-by", "cmf");
+        std::erase_if(all, [](const auto& s) { return !s.labels.count("cmf-job"); });
+        return all;
+    }
+    json secret_log() { return json::parse(emu->control("GET", "/_emu/secret_manager/log").body); }
+    cloud::GceClient gce_as_user() {
+        cloud::GceOptions o;
+        o.endpoint = emu->https_base() + "/compute/v1";
+        return cloud::GceClient(emu_http(), user_tokens(), o);
     }
     std::vector<std::string> extra_env;
     std::vector<std::string> env() const {
@@ -313,7 +378,9 @@ struct Simulation : ::testing::Test {
                 "GCP_PROJECT=emu-project",
                 "CMF_MODEL=" + model,
                 "GCE_ZONE=us-central1-a",
-                "GCE_MAX_RUN=900s"};
+                "GCE_MAX_RUN=900s",
+                "GOOGLE_APPLICATION_CREDENTIALS=" + (work / "home" / "adc.json").string(),
+                "CMF_SECRET_MANAGER_API=" + emu->https_base()};
         if (!name_prefix.empty()) base.push_back("CMF_NAME_PREFIX=" + name_prefix);
         e.insert(e.end(), base.begin(), base.end());
         return e;
@@ -325,9 +392,12 @@ struct Simulation : ::testing::Test {
     }
     json compute_stats() { return json::parse(emu->control("GET", "/_emu/compute/stats").body); }
     // Debian's docker-registry behind the emulator's registry proxy (Ollama's auth), the emulated
-    // VM set up to push there, and the team's Ollama key as `ollama serve` writes it, named in
-    // OLLAMA_KEY_FILE with OLLAMA_REGISTRY_NS=simns. Returns the registry's own URL.
+    // VM set up to push there, and two keys: the user's own Ollama key as `ollama serve` writes
+    // it (planted in ~/.ollama/id_ed25519 and even named in OLLAMA_KEY_FILE: a VM job must not
+    // use it), and the factory push key `cmf keys create` makes, which is the only key on the
+    // account of OLLAMA_REGISTRY_NS=simns. Returns the registry's own URL.
     std::unique_ptr<cmf::test::DockerRegistry> registry;
+    std::string factory_public;  // the factory key's public line
     std::string start_with_registry(const std::string& bin) {
         registry = std::make_unique<cmf::test::DockerRegistry>(bin, dir->path() / ("registry-" + std::to_string(std::rand())));
         registry->start();
@@ -335,12 +405,146 @@ struct Simulation : ::testing::Test {
         const std::string upstream = "http://127.0.0.1:" + std::to_string(registry->port());
         start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", "${EMU_HTTPS_BASE}"}}}}, true,
               {{"proxy", json::array({{{"prefix", "/v2/"}, {"upstream", upstream}, {"ollama_auth", true}}})}});
-        const fs::path key = work / "home" / ".ollama" / "id_ed25519";
+        setup_push_keys();
+        return upstream;
+    }
+    void setup_push_keys() {
+        const fs::path key = user_key_path();
         fs::create_directories(key.parent_path());
         auto kg = cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string()));
         EXPECT_EQ(kg.exit_code, 0) << kg.output;
         extra_env.insert(extra_env.end(), {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string()});
-        return upstream;
+        // the user's key watched for in every request the emulator (and through it the registry) receives
+        json b64 = json::array();
+        for (const auto& n : user_key_needles()) b64.push_back(cmf::base64_encode(n));
+        EXPECT_EQ(emu->control("POST", "/_emu/watch", json{{"needles_b64", b64}}.dump()).status, 200);
+        Child k = cmf_run({"keys", "create"}, "keys.log");
+        EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+        const std::string out = k.output();
+        const auto at = out.find("ssh-ed25519 ");
+        EXPECT_NE(at, std::string::npos) << out;
+        if (at != std::string::npos) factory_public = out.substr(at, out.find('\n', at) - at);
+        // "Add Ollama key" on the account that owns simns: the factory key, not the user's
+        EXPECT_EQ(emu->control("POST", "/_emu/registry/keys", json{{"namespace", "simns"}, {"key", factory_public}}.dump()).status, 200);
+    }
+    fs::path user_key_path() const { return work / "home" / ".ollama" / "id_ed25519"; }
+    // Every form the user's private key could travel in: its PEM lines (all but the format's
+    // fixed first line), the whole file base64-encoded, and the 32-byte seed raw, hex and base64.
+    std::vector<std::string> user_key_needles() const {
+        const std::string text = cmf::test::read_file(user_key_path());
+        std::vector<std::string> n;
+        std::istringstream k(text);
+        std::string line, body;
+        int i = 0;
+        while (std::getline(k, line))
+            if (line.rfind("-----", 0) != 0) {
+                body += line;
+                if (i++ > 0 && line.size() >= 16) n.push_back(line);
+            }
+        n.push_back(cmf::base64_encode(text).substr(0, 200));
+        const std::string bin = cmf::base64_decode(body).value_or("");
+        const std::string tag("\0\0\0\x40", 4);  // the 64-byte private string: seed + public key
+        const auto at = bin.rfind(tag);
+        EXPECT_NE(at, std::string::npos);
+        if (at != std::string::npos && at + 4 + 32 <= bin.size()) {
+            const std::string seed = bin.substr(at + 4, 32);
+            n.push_back(seed);
+            std::string hex;
+            for (unsigned char c : seed) hex += "0123456789abcdef"[c >> 4], hex += "0123456789abcdef"[c & 15];
+            n.push_back(hex);
+            n.push_back(cmf::base64_encode(seed).substr(0, 40));
+        }
+        return n;
+    }
+    // Watches the bucket and Secret Manager *while* a job runs, every ~100 ms until stopped:
+    // each bucket object not seen at its generation is read (up to 8 MiB) and searched for the
+    // secrets; each job secret that exists is tried as the other service account, which must
+    // get 403. What it finds wrong is in `violations`.
+    struct Patrol {
+        std::vector<std::string> violations;
+        int rounds = 0, objects_read = 0, intruder_denied = 0;
+        std::set<std::string> job_secrets_seen;
+        std::atomic<bool> stop{false};
+        std::thread th;
+        ~Patrol() { finish(); }
+        void finish() {
+            stop = true;
+            if (th.joinable()) th.join();
+        }
+    };
+    std::unique_ptr<Patrol> patrol(std::vector<std::string> secrets) {
+        auto p = std::make_unique<Patrol>();
+        Patrol* pp = p.get();
+        p->th = std::thread([this, pp, secrets = std::move(secrets)] {
+            cloud::GcsOptions go;
+            go.endpoint = emu->https_base();
+            go.anonymous = true;
+            cloud::GcsClient bucket(emu_http(), nullptr, go);
+            auto owner = secret_manager(user_tokens());
+            auto intruder = secret_manager(intruder_tokens());
+            std::map<std::string, std::int64_t> read_at;  // object -> generation read
+            while (!pp->stop) {
+                ++pp->rounds;
+                try {
+                    for (const auto& o : bucket.list("cmf-sim", "").items) {
+                        if (o.name.rfind("bin/", 0) == 0 || o.size > (8u << 20) || read_at[o.name] == o.generation) continue;
+                        read_at[o.name] = o.generation;
+                        auto data = bucket.read_all("cmf-sim", o.name);
+                        if (!data) continue;  // removed meanwhile
+                        ++pp->objects_read;
+                        for (const auto& x : secrets)
+                            if (data->find(x) != std::string::npos) pp->violations.push_back("a secret in gs://cmf-sim/" + o.name + " during the job");
+                    }
+                    for (const auto& js : owner.list("managed-by", "cmf")) {
+                        if (!js.labels.count("cmf-job")) continue;
+                        pp->job_secrets_seen.insert(js.id);
+                        try {
+                            intruder.access("projects/emu-project/secrets/" + js.id + "/versions/1");
+                            pp->violations.push_back("the other service account read " + js.id);
+                        } catch (const Error& e) {
+                            const std::string m = e.what();
+                            if (m.find("HTTP 403") != std::string::npos) ++pp->intruder_denied;
+                            else if (m.find("HTTP 404") == std::string::npos)  // destroyed meanwhile
+                                pp->violations.push_back("the other service account got " + m);
+                        }
+                    }
+                } catch (const std::exception& e) {
+                    // an object or secret that vanished between list and read: next round
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+        });
+        return p;
+    }
+    // The factory push key's private half (what `cmf keys create` put into Secret Manager), as
+    // needles: its PEM lines.
+    std::vector<std::string> factory_key_needles() {
+        std::vector<std::string> n;
+        const std::string pem = secret_manager(user_tokens()).access(std::string("projects/emu-project/secrets/") + factory::kPushKeySecretId + "/versions/latest");
+        std::istringstream k(pem);
+        std::string line;
+        int i = 0;
+        while (std::getline(k, line))
+            if (line.rfind("-----", 0) != 0 && i++ > 0 && line.size() >= 16) n.push_back(line);
+        EXPECT_GE(n.size(), 2u);
+        return n;
+    }
+    // The worker's Secret Manager reads: every access to a job secret was by the VM's account
+    // and allowed, or by the other account and refused; returns how many the VM made.
+    int vm_secret_reads() {
+        int n = 0;
+        const json log = secret_log();
+        for (const auto& a : log["accesses"]) {
+            const std::string who = a["principal"], what = a["secret"];
+            if (what.find("/secrets/cmf-") == std::string::npos || what.find(factory::kPushKeySecretId) != std::string::npos) continue;
+            if (who == std::string("serviceAccount:") + kVmAccount) {
+                EXPECT_TRUE(a["allowed"].get<bool>()) << a.dump();
+                ++n;
+            } else {
+                EXPECT_FALSE(a["allowed"].get<bool>()) << "only the VM may read a job secret: " << a.dump();
+            }
+        }
+        return n;
     }
     std::vector<cloud::ObjectInfo> objects(const std::string& prefix = "") { return gcs->list("cmf-sim", prefix).items; }
 };
@@ -405,28 +609,35 @@ TEST_F(Simulation, BuildOnEmulatedVmWithStockoutFallback) {
         EXPECT_EQ(data->find(kHfToken), std::string::npos) << o.name;
     }
     EXPECT_EQ(st["insert_bodies"].dump().find(kHfToken), std::string::npos);
-    // the job names the secret by reference
+    // the job names the secret's version; the VM runs as the project's default account, which
+    // read it through Secret Manager; the secret is gone
     bool ref = false;
     for (const auto& it : st["insert_bodies"][1]["metadata"]["items"])
-        if (it["key"] == "factory-config") ref = it["value"].get<std::string>().find("\"gs://cmf-sim/secrets/") != std::string::npos;
-    EXPECT_TRUE(ref);
+        if (it["key"] == "factory-config")
+            ref = it["value"].get<std::string>().find("\"sm:projects/emu-project/secrets/cmf-sim-") != std::string::npos;
+    EXPECT_TRUE(ref) << st["insert_bodies"][1].dump();
+    EXPECT_EQ(st["insert_bodies"][1]["serviceAccounts"][0]["email"], "default");
+    EXPECT_EQ(vm_secret_reads(), 1) << secret_log().dump();
+    EXPECT_TRUE(job_secrets().empty());
 }
 
-// The acceptance run: build+push q4,q8 on an emulated VM, pushed to a real docker-registry behind
-// the emulator (which puts ollama.com's token flow in front of it), with faults on every service
-// the job touches: Hugging Face (the CDN and the resolve path), GCS (downloads, resumable
-// uploads), the metadata server, the Compute API and the registry (its token endpoint, HEAD and
-// the blob PATCHes). Every rule must have applied at least once, the job must succeed, and no
-// planted secret - the HF token, every OAuth token the emulator issued, every registry token,
-// the private part of the Ollama key - may appear in any output, serial log, bucket object or
-// VM metadata.
+// The acceptance run (issues 10 and 16): build+push q4,q8 on an emulated VM, pushed to a real
+// docker-registry behind the emulator (which puts ollama.com's token flow and its accounts in
+// front of it), with faults on every service the job touches: Hugging Face (the CDN and the
+// resolve path), GCS (downloads, resumable uploads), the metadata server, the Compute API,
+// Secret Manager and the registry (its token endpoint, HEAD and the blob PATCHes). Every rule
+// must have applied at least once and the job must succeed.
+// Secrets: while the job runs, no bucket object holds one and the other service account gets
+// 403 on every job secret; the worker reads them only through Secret Manager, as the VM's
+// account; afterwards they are gone. The push is signed by the factory key alone: the user's
+// planted key is in no request the emulator or the registry received, in no form. No planted
+// secret - the HF token, every OAuth token the emulator issued, every registry token, both
+// private keys - appears in any output, serial log, bucket object or VM metadata.
 TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
     const std::string bin = cmf::test::docker_registry_binary();
     if (bin.empty()) GTEST_SKIP() << "SKIPPED: docker-registry is not installed (apt-get install docker-registry)";
     const std::string upstream = start_with_registry(bin);
     ASSERT_FALSE(HasFailure());
-    const fs::path key = work / "home" / ".ollama" / "id_ed25519";
-    auto& reg = *registry;
     emu->set_faults(R"({"seed": 31, "rules":[
         {"kind":"reset",        "path":"/cdn/",              "method":"GET",   "count":2, "random":true},
         {"kind":"truncate",     "path":"/resolve/",          "method":"GET",   "count":1, "random":true},
@@ -434,12 +645,18 @@ TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
         {"kind":"drop_request", "path":"upload_id=",         "method":"PUT",   "count":2, "random":true},
         {"kind":"status",       "path":"/computeMetadata/",                    "count":2, "status":503},
         {"kind":"status",       "path":"/compute/v1/",       "method":"GET",   "count":2, "status":503},
+        {"kind":"status",       "path":"/secrets/.*:access", "method":"GET",   "count":1, "status":503},
         {"kind":"status",       "path":"/_emu/registry/token",                 "count":1, "status":503},
         {"kind":"status",       "path":"/v2/simns/.*/blobs/", "method":"HEAD", "count":1, "status":503},
         {"kind":"drop_request", "path":"/blobs/uploads/",    "method":"PATCH", "count":2, "random":true}
     ]})");
+    std::vector<std::string> planted = {kHfToken};
+    for (const auto& n : factory_key_needles()) planted.push_back(n);
+    for (const auto& n : user_key_needles()) planted.push_back(n);
+    auto watch = patrol(planted);
     Child c = cmf_run({"build+push", "q4,q8", "--poll", "0.3"}, "build.log");
     int rc = c.wait(std::chrono::seconds(600));
+    watch->finish();
     const std::string out = c.output();
     json st = compute_stats();
     std::string serial;
@@ -473,23 +690,38 @@ TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
         EXPECT_NE(row.find("yes    yes"), std::string::npos) << "built and pushed: " << row;
     }
 
-    // the planted secrets
-    std::vector<std::string> secrets = {kHfToken};
+    // during the job: nothing secret in the bucket, the other account refused
+    for (const auto& v : watch->violations) ADD_FAILURE() << v;
+    EXPECT_GE(watch->rounds, 5);
+    EXPECT_GE(watch->objects_read, 5) << "the patrol must have read the bucket while the job wrote it";
+    EXPECT_GE(watch->intruder_denied, 2) << "the other service account must have tried both job secrets";
+    bool hf = false, key = false;
+    for (const auto& id : watch->job_secrets_seen) {
+        hf |= id.size() > 9 && id.substr(id.size() - 9) == "-hf-token";
+        key |= id.size() > 9 && id.substr(id.size() - 9) == "-push-key";
+    }
+    EXPECT_TRUE(hf && key) << "the job's two secrets existed while it ran";
+    // the worker read them through Secret Manager as the VM's account, and they are gone
+    EXPECT_GE(vm_secret_reads(), 2) << secret_log().dump();
+    EXPECT_TRUE(job_secrets().empty());
+    EXPECT_NE(out.find("readable by serviceAccount:" + std::string(kVmAccount) + " only"), std::string::npos) << out;
+    // the push: signed by the factory key only; the user's key in no request, in no form
+    const json regs = json::parse(emu->control("GET", "/_emu/registry/stats").body);
+    const std::string factory_b64 = factory_public.substr(12);
+    ASSERT_GE(regs["signers"].size(), 1u) << regs.dump();
+    for (const auto& k : regs["signers"]) EXPECT_EQ(k.get<std::string>(), factory_b64);
+    const json seen = json::parse(emu->control("GET", "/_emu/watch").body);
+    EXPECT_GE(seen["requests"].get<int>(), 50) << seen.dump();
+    EXPECT_GE(seen["needles"].get<int>(), 6) << seen.dump();
+    EXPECT_TRUE(seen["hits"].empty()) << "the user's Ollama key left the machine: " << seen["hits"].dump();
+
+    // the planted secrets, everywhere after the run
+    std::vector<std::string> secrets = planted;
     const json auth = json::parse(emu->control("GET", "/_emu/google_auth/stats").body);
     for (const auto& t : auth["issued"]) secrets.push_back(t.get<std::string>());
-    const json regs = json::parse(emu->control("GET", "/_emu/registry/stats").body);
     for (const auto& t : regs["issued"]) secrets.push_back(t.get<std::string>());
     EXPECT_GE(auth["issued"].size(), 2u) << "the orchestrator and the VM each use OAuth tokens";
     EXPECT_GE(regs["issued"].size(), 1u) << "the push must have gone through the registry's token flow";
-    // the private key: every base64 line of the key block but the first (the format's fixed header)
-    {
-        std::istringstream k(cmf::test::read_file(key));
-        std::string line;
-        int n = 0;
-        while (std::getline(k, line))
-            if (line.rfind("-----", 0) != 0 && n++ > 0 && line.size() >= 16) secrets.push_back(line);
-        ASSERT_GE(n, 3);
-    }
     std::vector<std::pair<std::string, std::string>> places = {
         {"orchestrator output", out}, {"cmf status output", so}, {"serial console", serial}, {"VM metadata", st["insert_bodies"].dump()}};
     for (const auto& o : objects()) {
@@ -529,13 +761,13 @@ TEST_F(Simulation, BuildPlusPushGemma3nAndGemma4CarryTheirFamilysOllamaSetup) {
         src_override = dir->path() / f.synth;
         start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"worker_env", {{"CMF_OLLAMA_REGISTRY", "${EMU_HTTPS_BASE}"}}}}, true,
               {{"proxy", json::array({{{"prefix", "/v2/"}, {"upstream", upstream}, {"ollama_auth", true}}})}});
-        const fs::path key = work / "home" / ".ollama" / "id_ed25519";
-        fs::create_directories(key.parent_path());
-        ASSERT_EQ(cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string())).exit_code, 0);
+        extra_env.clear();
+        setup_push_keys();
+        ASSERT_FALSE(HasFailure());
         // the gate runs (the engine on each family), but these synthetic checkpoints have random
         // weights: their Q8_0 lands near KLD 0.03, far from a trained model's; the per-type limits
         // are shown on tiny-mm in factory_gate_test, this test is about the Ollama setup
-        extra_env = {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string(), "CMF_MAX_KLD=0.5"};
+        extra_env.push_back("CMF_MAX_KLD=0.5");
         Child c = cmf_run({"build+push", "q4,q8", "--poll", "0.3"}, "build.log");
         const int rc = c.wait(std::chrono::seconds(600));
         ASSERT_EQ(rc, 0) << c.output();
@@ -685,6 +917,8 @@ TEST_F(Simulation, WorkerFailureShowsTheErrorAndLogTailAndNoSecret) {
     int rc = c.wait(std::chrono::seconds(600));
     const std::string out = c.output();
     EXPECT_EQ(rc, 1) << out;
+    EXPECT_TRUE(job_secrets().empty()) << "the secret goes with a failed job too";
+    EXPECT_EQ(vm_secret_reads(), 1) << secret_log().dump();
     EXPECT_NE(out.find("q8: failed"), std::string::npos) << out;
     EXPECT_NE(out.find("q8 failed: "), std::string::npos) << out;          // the error line
     EXPECT_NE(out.find("lines of status/q8-build.log"), std::string::npos) << out;  // and the log tail
@@ -751,16 +985,189 @@ TEST_F(Simulation, SigintDeletesTheVm) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ASSERT_EQ(compute_stats()["live"], 1) << c.output();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    ASSERT_EQ(job_secrets().size(), 1u) << c.output();
     ::kill(c.pid, SIGINT);
     int rc = c.wait(std::chrono::seconds(60));
     EXPECT_EQ(rc, 130) << c.output();
     EXPECT_EQ(compute_stats()["live"], 0) << c.output();
     EXPECT_TRUE(objects("secrets/").empty());
+    EXPECT_EQ(secret_log()["created"].size(), 1u);
+    EXPECT_TRUE(job_secrets().empty()) << "Ctrl-C deletes the job's secret with its VM\n" << c.output();
     EXPECT_EQ(c.output().find(kHfToken), std::string::npos);
     // and cleanup finds nothing left
     Child k = cmf_run({"cleanup"}, "cleanup.log");
     EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
     EXPECT_NE(k.output().find("no cmf VMs"), std::string::npos) << k.output();
+}
+
+// Waits until `pred` holds (true) or `limit` passes (false).
+template <class Pred>
+bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(120)) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return true;
+}
+
+// The VM is deleted under a running orchestrator (GCE's max-run deletion, a preemption): the
+// orchestrator reports it and deletes the job's secret all the same.
+TEST_F(Simulation, VmDeletedUnderTheOrchestratorTakesTheSecretWithIt) {
+    start({{"guest", "none"}, {"delete_delay_ms", 50}});
+    Child c = cmf_run({"build", "q8", "--poll", "0.2"}, "build.log");
+    ASSERT_TRUE(eventually([&] { return compute_stats()["live"] == 1; })) << c.output();
+    ASSERT_EQ(job_secrets().size(), 1u);
+    const json inst = compute_stats()["instances"][0];
+    ASSERT_TRUE(gce_as_user().delete_instance_and_wait("emu-project", inst["zone"], inst["name"]));
+    EXPECT_EQ(c.wait(std::chrono::seconds(120)), 1) << c.output();
+    EXPECT_NE(c.output().find("did not report a result"), std::string::npos) << c.output();
+    EXPECT_TRUE(job_secrets().empty()) << c.output();
+}
+
+// The orchestrator is killed hard (no clean-up of its own) and its VM ends: the job's secret is
+// a leftover. A young one belongs to a build that may still be starting, so the next `cmf
+// build` leaves it alone; once older than the grace period the next build deletes it by label;
+// and `cmf cleanup` deletes a job's VM and secret at once.
+TEST_F(Simulation, LeftoverSecretsOfAKilledOrchestratorGoByLabel) {
+    start({{"guest", "none"}, {"delete_delay_ms", 50}});
+    auto run_until_vm = [&](const std::string& log) {
+        const size_t before = compute_stats()["instances"].size();
+        auto c = std::make_unique<Child>(cmf_run({"build", "q8", "--poll", "0.2"}, log));
+        EXPECT_TRUE(eventually([&] { return compute_stats()["instances"].size() == before + 1 && compute_stats()["live"].get<int>() >= 1; }))
+            << c->output();
+        return c;
+    };
+    auto secret_ids = [&] {
+        std::set<std::string> ids;
+        for (const auto& x : job_secrets()) ids.insert(x.id);
+        return ids;
+    };
+    // job A: orchestrator SIGKILLed, then its VM deleted (its max run time)
+    auto a = run_until_vm("a.log");
+    const std::set<std::string> a_secret = secret_ids();
+    ASSERT_EQ(a_secret.size(), 1u);
+    ::kill(a->pid, SIGKILL);
+    a->wait(std::chrono::seconds(10));
+    const json inst = compute_stats()["instances"][0];
+    ASSERT_TRUE(gce_as_user().delete_instance_and_wait("emu-project", inst["zone"], inst["name"]));
+    ASSERT_EQ(compute_stats()["live"], 0);
+    EXPECT_EQ(secret_ids(), a_secret) << "nobody deleted it: the orchestrator was killed";
+
+    // job B starts at once: A's secret is younger than the grace period and stays
+    auto b = run_until_vm("b.log");
+    EXPECT_EQ(b->output().find("deleted secret"), std::string::npos) << b->output();
+    ::kill(b->pid, SIGINT);
+    EXPECT_EQ(b->wait(std::chrono::seconds(60)), 130) << b->output();
+    EXPECT_EQ(secret_ids(), a_secret) << "B deleted its own secret on Ctrl-C, and only that";
+
+    // an hour later (within A's ttl of GCE_MAX_RUN + 1 h): job C deletes A's leftover
+    ASSERT_EQ(emu->control("POST", "/_emu/secret_manager/age", R"({"seconds": 3600})").status, 200);
+    EXPECT_EQ(secret_ids(), a_secret) << "the ttl is GCE_MAX_RUN + 1 h";
+    auto c = run_until_vm("c.log");
+    EXPECT_NE(c->output().find("deleted secret " + *a_secret.begin()), std::string::npos) << c->output();
+    ::kill(c->pid, SIGINT);
+    EXPECT_EQ(c->wait(std::chrono::seconds(60)), 130) << c->output();
+    EXPECT_TRUE(secret_ids().empty());
+
+    // job D: orchestrator SIGKILLed, VM still running: `cmf cleanup` deletes both
+    auto d = run_until_vm("d.log");
+    ::kill(d->pid, SIGKILL);
+    d->wait(std::chrono::seconds(10));
+    ASSERT_EQ(secret_ids().size(), 1u);
+    ASSERT_EQ(compute_stats()["live"], 1);
+    Child k = cmf_run({"cleanup"}, "cleanup.log");
+    EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+    EXPECT_NE(k.output().find("deleted secret cmf-sim-"), std::string::npos) << k.output();
+    EXPECT_EQ(compute_stats()["live"], 0);
+    EXPECT_TRUE(secret_ids().empty());
+    // nothing the ttl had to do: every secret was deleted by cmf
+    const json log = secret_log();
+    ASSERT_EQ(log["deleted"].size(), 4u) << log.dump();  // A's, B's, C's and D's
+    for (const auto& d : log["deleted"]) EXPECT_EQ(d["by"], std::string("user:") + kUserClient) << d.dump();
+}
+
+// An hour past a job's ttl, Secret Manager itself deletes a secret every clean-up missed.
+TEST_F(Simulation, TheTtlIsTheBackstop) {
+    start({{"guest", "none"}, {"delete_delay_ms", 50}});
+    Child c = cmf_run({"build", "q8", "--poll", "0.2"}, "build.log");
+    ASSERT_TRUE(eventually([&] { return compute_stats()["live"] == 1 && job_secrets().size() == 1; })) << c.output();
+    ::kill(c.pid, SIGKILL);
+    c.wait(std::chrono::seconds(10));
+    ASSERT_EQ(emu->control("POST", "/_emu/secret_manager/age", R"({"seconds": 4501})").status, 200);  // 900 s + 1 h
+    EXPECT_TRUE(job_secrets().empty());
+    ASSERT_EQ(secret_log()["deleted"].size(), 1u);
+    EXPECT_EQ(secret_log()["deleted"][0]["by"], "ttl");
+    Child k = cmf_run({"cleanup"}, "cleanup.log");
+    EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+}
+
+TEST_F(Simulation, SecretManagerNotEnabledIsOneLineBeforeAnyVm) {
+    start({{"guest", "none"}}, true, {{"secret_manager", {{"enabled", false}}}});
+    Child c = cmf_run({"build", "q8", "--poll", "0.2"}, "build.log");
+    EXPECT_NE(c.wait(std::chrono::seconds(60)), 0);
+    const std::string out = c.output();
+    EXPECT_NE(out.find("gcloud services enable secretmanager.googleapis.com --project emu-project"), std::string::npos) << out;
+    size_t error_lines = 0;
+    for (size_t at = 0; (at = out.find("cmf build: ", at)) != std::string::npos; ++at) ++error_lines;
+    EXPECT_EQ(error_lines, 2u) << "the job line and one error line\n" << out;
+    EXPECT_EQ(compute_stats()["inserts"], 0) << "no VM without its secret";
+    EXPECT_EQ(out.find(kHfToken), std::string::npos);
+}
+
+TEST_F(Simulation, PushFromAVmWithoutTheFactoryKeyNamesCmfKeysCreate) {
+    start({{"guest", "none"}});
+    const fs::path key = user_key_path();
+    fs::create_directories(key.parent_path());
+    ASSERT_EQ(cmf::test::run("ssh-keygen -q -t ed25519 -N '' -C '' -f " + cmf::test::shell_quote(key.string())).exit_code, 0);
+    extra_env = {"OLLAMA_REGISTRY_NS=simns", "OLLAMA_KEY_FILE=" + key.string()};
+    Child c = cmf_run({"build+push", "q8", "--poll", "0.2"}, "build.log");
+    EXPECT_EQ(c.wait(std::chrono::seconds(60)), 6) << c.output();
+    EXPECT_NE(c.output().find("run `cmf keys create` once"), std::string::npos) << c.output();
+    EXPECT_EQ(compute_stats()["inserts"], 0);
+    EXPECT_TRUE(job_secrets().empty());
+}
+
+// cmf keys: the key goes straight into Secret Manager with its labels, no VM account may read
+// it, show prints the same public line, create refuses a second key, revoke deletes it and
+// tells what to remove on ollama.com; cleanup never touches it.
+TEST_F(Simulation, KeysCreateShowRevoke) {
+    start({{"guest", "none"}});
+    Child c1 = cmf_run({"keys", "create"}, "create.log");
+    ASSERT_EQ(c1.wait(std::chrono::seconds(60)), 0) << c1.output();
+    const std::string out = c1.output();
+    const auto at = out.find("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI");
+    ASSERT_NE(at, std::string::npos) << out;
+    const std::string line = out.substr(at, out.find('\n', at) - at);
+    EXPECT_EQ(line.size(), 12u + 68u) << line;
+    EXPECT_NE(out.find("https://ollama.com/settings/keys"), std::string::npos) << out;
+    EXPECT_EQ(out.find("PRIVATE KEY"), std::string::npos) << out;
+    EXPECT_FALSE(fs::exists(work / "home" / ".ollama")) << "the key is written nowhere on disk";
+    auto listed = secret_manager(user_tokens()).list("managed-by", "cmf");
+    ASSERT_EQ(listed.size(), 1u);
+    EXPECT_EQ(listed[0].id, factory::kPushKeySecretId);
+    EXPECT_EQ(listed[0].labels.at("cmf-role"), "push-key");
+    const std::string pem = secret_manager(user_tokens()).access(std::string("projects/emu-project/secrets/") + factory::kPushKeySecretId + "/versions/1");
+    EXPECT_EQ(ollama::Ed25519Key::from_openssh(pem, "the secret").authorized_key_line(), line + "\n");
+    EXPECT_THROW(secret_manager(intruder_tokens()).access(std::string("projects/emu-project/secrets/") + factory::kPushKeySecretId + "/versions/1"), Error);
+
+    Child again = cmf_run({"keys", "create"}, "again.log");
+    EXPECT_EQ(again.wait(std::chrono::seconds(60)), 2) << again.output();
+    EXPECT_NE(again.output().find("already has a factory push key"), std::string::npos) << again.output();
+    Child show = cmf_run({"keys", "show"}, "show.log");
+    EXPECT_EQ(show.wait(std::chrono::seconds(60)), 0) << show.output();
+    EXPECT_EQ(show.output(), line + "\n");
+    Child k = cmf_run({"cleanup"}, "cleanup.log");
+    EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
+    EXPECT_EQ(secret_manager(user_tokens()).list("managed-by", "cmf").size(), 1u) << "cleanup leaves the push key";
+
+    Child revoke = cmf_run({"keys", "revoke"}, "revoke.log");
+    EXPECT_EQ(revoke.wait(std::chrono::seconds(60)), 0) << revoke.output();
+    EXPECT_NE(revoke.output().find(line), std::string::npos) << "names the line to remove on ollama.com\n" << revoke.output();
+    EXPECT_TRUE(secret_manager(user_tokens()).list("managed-by", "cmf").empty());
+    Child gone = cmf_run({"keys", "show"}, "gone.log");
+    EXPECT_EQ(gone.wait(std::chrono::seconds(60)), 6) << gone.output();
+    EXPECT_NE(gone.output().find("cmf keys create"), std::string::npos) << gone.output();
 }
 
 TEST_F(Simulation, CleanupDeletesLabelledVmsOnly) {
@@ -830,8 +1237,25 @@ TEST(GceCli, DryRunJobNamesTheSecretNeverContainsIt) {
     EXPECT_EQ(j["output"]["prefix"], "runs/a/");
     EXPECT_EQ(j["flags"]["delete_vm"], true);
     EXPECT_EQ(j["registry"]["namespace"], "");  // build alone does not push
-    EXPECT_EQ(j["secrets"]["hf_token_ref"].get<std::string>().rfind("gs://cmf-b/runs/a/secrets/", 0), 0u) << r.output;
+    const std::string ref = j["secrets"]["hf_token_ref"];
+    EXPECT_EQ(ref.rfind("sm:projects/p/secrets/cmf-", 0), 0u) << r.output;
+    EXPECT_EQ(ref.substr(ref.size() - 20), "-hf-token/versions/1") << r.output;
     EXPECT_EQ(r.output.find(kHfToken), std::string::npos);
+    // the opt-in stores; a push names the push key's copy the same way
+    r = run_clean(std::string("GCS_BUCKET=cmf-b GCP_PROJECT=p CMF_SECRET_STORE=bucket OLLAMA_REGISTRY_NS=team HF_TOKEN=") + kHfToken,
+                  "build+push q8 --dry-run --prefix runs/a");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = json::parse(r.output);
+    EXPECT_EQ(j["secrets"]["hf_token_ref"].get<std::string>().rfind("gs://cmf-b/runs/a/secrets/", 0), 0u) << r.output;
+    EXPECT_EQ(j["registry"]["key_ref"].get<std::string>().rfind("gs://cmf-b/runs/a/secrets/", 0), 0u) << r.output;
+    r = run_clean(std::string("GCS_BUCKET=cmf-b GCP_PROJECT=p OLLAMA_REGISTRY_NS=team HF_TOKEN=") + kHfToken, "build+push q8 --dry-run --secrets-in-metadata");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    j = json::parse(r.output);
+    EXPECT_EQ(j["secrets"]["hf_token_ref"], "metadata:cmf-hf-token");
+    EXPECT_EQ(j["registry"]["key_ref"], "metadata:cmf-push-key");
+    r = run_clean("GCS_BUCKET=cmf-b GCP_PROJECT=p CMF_SECRET_STORE=vault", "build q8 --dry-run");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("CMF_SECRET_STORE must be secret-manager, bucket or metadata"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "cmf/cloud/auth.h"
 #include "cmf/cloud/gcs.h"
 #include "emulator_process.h"
+#include "test_keys.h"
 #include "test_support.h"
 
 using namespace cmf;
@@ -25,27 +26,8 @@ namespace {
 
 constexpr const char* kEmail = "uploader@emu-project.iam.gserviceaccount.com";
 
-struct Keys {
-    std::string private_pem, public_pem;
-};
-
-Keys make_keys() {
-    EVP_PKEY* k = EVP_RSA_gen(2048);
-    Keys out;
-    BIO* b = BIO_new(BIO_s_mem());
-    PEM_write_bio_PKCS8PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
-    char* p;
-    long n = BIO_get_mem_data(b, &p);
-    out.private_pem.assign(p, n);
-    BIO_free(b);
-    b = BIO_new(BIO_s_mem());
-    PEM_write_bio_PUBKEY(b, k);
-    n = BIO_get_mem_data(b, &p);
-    out.public_pem.assign(p, n);
-    BIO_free(b);
-    EVP_PKEY_free(k);
-    return out;
-}
+using Keys = cmf::test::RsaTestKey;
+inline Keys make_keys() { return cmf::test::make_rsa_test_key(); }
 
 Env env_of(std::map<std::string, std::string> m) {
     return [m](const std::string& k) -> std::optional<std::string> {

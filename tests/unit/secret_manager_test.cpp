@@ -6,11 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
+#include <set>
 #include <thread>
 
 #include "cmf/cloud/secret_manager.h"
 #include "cmf/factory/gce_worker.h"
 #include "cmf/factory/job.h"
+#include "cmf/factory/job_secrets.h"
 #include "emulator_process.h"
 
 using namespace cmf;
@@ -83,7 +86,12 @@ TEST(SecretManager, OnlyTheGrantedServiceAccountReadsTheSecretAndItIsGoneAfterwa
         EXPECT_EQ(std::string(e.what()).find("hf_FAKE"), std::string::npos) << "no payload in messages";
     }
     EXPECT_THROW(vm.destroy("cmf-job-1"), Error) << "the VM may read, not delete";
-    EXPECT_EQ(owner.list("managed-by", "cmf"), std::vector<std::string>{"cmf-job-1"});
+    const auto listed = owner.list("managed-by", "cmf");
+    ASSERT_EQ(listed.size(), 1u);
+    EXPECT_EQ(listed[0].id, "cmf-job-1");
+    EXPECT_EQ(listed[0].labels.at("managed-by"), "cmf");
+    EXPECT_TRUE(owner.exists("cmf-job-1"));
+    EXPECT_FALSE(owner.exists("cmf-no-such"));
     EXPECT_TRUE(owner.destroy("cmf-job-1"));
     EXPECT_FALSE(owner.destroy("cmf-job-1"));
     EXPECT_TRUE(owner.list("managed-by", "cmf").empty());
@@ -137,4 +145,72 @@ TEST(SecretManager, TheWorkerReadsAnSmReferenceWithTheVmsToken) {
     j.hf_token_ref = "sm:" + version;
     EXPECT_NO_THROW(factory::check_secret_ref("secrets.hf_token_ref", j.hf_token_ref));
     EXPECT_THROW(factory::check_secret_ref("secrets.hf_token_ref", "hf_FAKE-worker-token"), Error);
+}
+
+// The emulator's watch (tests/emulator/watch.h), which the factory simulation trusts to say that
+// the user's Ollama key reached no request: it finds a needle in a body, a target and a header,
+// in binary too, and does not count its own control requests.
+TEST(EmulatorWatch, FindsNeedlesInBodiesTargetsAndHeadersButNotInControlRequests) {
+    test::EmulatorProcess emu("{}");
+    const std::string binary("\x01\x00\xff-seed", 8);
+    auto r = emu.control("POST", "/_emu/watch",
+                         nlohmann::json{{"needles_b64", {base64_encode("needle-xyz"), base64_encode(binary)}}}.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto http = net::make_http_client(emu.client_options());
+    auto send = [&](const std::string& method, const std::string& target, const std::string& body, const std::string& header = "") {
+        net::Request q;
+        q.method = method;
+        q.url = net::Url::parse(emu.https_base() + target);
+        if (!header.empty()) q.headers.set("X-Test", header);
+        q.body = body;
+        q.idempotent = false;
+        http->send(q);
+    };
+    send("PUT", "/upload/storage/v1/b/x/o", "abc" + binary + "def");
+    send("GET", "/some/path?q=needle-xyz", "");
+    send("GET", "/other", "", "prefix needle-xyz");
+    send("POST", "/_emu/echo", "needle-xyz");  // a control request: not scanned
+    send("POST", "/clean", "nothing here");
+    const auto w = nlohmann::json::parse(emu.control("GET", "/_emu/watch").body);
+    EXPECT_EQ(w["requests"], 4) << w.dump();
+    ASSERT_EQ(w["hits"].size(), 3u) << w.dump();
+    EXPECT_EQ(w["hits"][0]["needle"], 1);
+    EXPECT_EQ(w["hits"][0]["where"], "body");
+    EXPECT_EQ(w["hits"][1]["where"], "target");
+    EXPECT_EQ(w["hits"][2]["where"], "header");
+}
+
+// factory/job_secrets.h: a put that fails half-way (the grant refused) still leaves the secret to
+// destroy_all; the leftover sweep deletes job secrets only, never the push key, and asks the
+// caller about each job with its age.
+TEST(JobSecrets, AHalfMadeSecretIsDestroyedAndTheSweepSparesThePushKey) {
+    test::EmulatorProcess emu(kConfig);
+    auto owner = client(emu, user_token(emu, "owner-client", "s1", "r1"));
+    {
+        factory::JobSecrets js(owner, "Job.A", "serviceAccount:vm-sa@emu-project.iam.gserviceaccount.com", std::chrono::seconds(3600));
+        const std::string ref = js.put("hf-token", "hf_FAKE-a");
+        EXPECT_EQ(ref, "sm:projects/emu-project/secrets/cmf-job-a-hf-token/versions/1");
+        emu.set_faults(R"({"rules":[{"kind":"status","path":":setIamPolicy","count":-1,"status":400}]})");
+        EXPECT_THROW(js.put("push-key", "key"), Error);
+        emu.clear_faults();
+        EXPECT_EQ(js.ids(), (std::vector<std::string>{"cmf-job-a-hf-token", "cmf-job-a-push-key"}));
+        EXPECT_TRUE(js.destroy_all().empty());
+        EXPECT_TRUE(owner.list("managed-by", "cmf").empty());
+    }
+    owner.create(factory::kPushKeySecretId, {{"managed-by", "cmf"}, {"cmf-role", "push-key"}});
+    factory::JobSecrets b(owner, "job-b", "serviceAccount:vm-sa@emu-project.iam.gserviceaccount.com", std::chrono::seconds(3600));
+    b.put("hf-token", "hf_FAKE-b");
+    factory::JobSecrets c(owner, "job-c", "serviceAccount:vm-sa@emu-project.iam.gserviceaccount.com", std::chrono::seconds(3600));
+    c.put("hf-token", "hf_FAKE-c");
+    std::map<std::string, long long> asked;
+    const auto lines = factory::destroy_job_secrets(owner, [&](const std::string& job, std::chrono::seconds age) {
+        asked[job] = age.count();
+        return job == "job-b";
+    });
+    EXPECT_EQ(lines, std::vector<std::string>{"deleted secret cmf-job-b-hf-token (job job-b)"});
+    EXPECT_EQ(asked.size(), 2u) << "the push key is never a candidate";
+    EXPECT_LT(asked["job-c"], 60) << "the age comes from createTime";
+    std::set<std::string> left;
+    for (const auto& s : owner.list("managed-by", "cmf")) left.insert(s.id);
+    EXPECT_EQ(left, (std::set<std::string>{factory::kPushKeySecretId, "cmf-job-c-hf-token"}));
 }

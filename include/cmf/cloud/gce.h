@@ -14,6 +14,9 @@
 //   delete_instance   DELETE .../zones/Z/instances/N                    404 = already gone
 //   list_instances    GET   .../aggregated/instances?filter=labels.K=V  (all zones), or one zone
 //   serial_output     GET   .../instances/N/serialPort?port=1&start=S
+//   default_service_account GET {base}/projects/P -> defaultServiceAccount, the account a VM
+//                     created with serviceAccounts[].email "default" runs as
+//                     (PROJECT_NUMBER-compute@developer.gserviceaccount.com)
 // An insert operation is DONE even when it failed: the verdict is in operation.error.errors[]
 // (ZONE_RESOURCE_POOL_EXHAUSTED[_WITH_DETAILS] = this zone is out of capacity, try another zone
 // of the region; QUOTA_EXCEEDED = regional, other zones will not help). Stockouts may also come
@@ -396,6 +399,20 @@ public:
         if (op->done()) return !op->failed();
         Operation o = wait_operation(project, zone, op->name, deadline);
         return o.done() && !o.failed();
+    }
+
+    // The project's Compute Engine default service account (projects.get defaultServiceAccount):
+    // who a VM created with service account "default" is, for IAM bindings made for it.
+    std::string default_service_account(const std::string& project) {
+        net::Response r = call("GET", opt_.endpoint + "/projects/" + percent_encode(project), "", "projects.get " + project, false);
+        check(r, "projects.get " + project);
+        const nlohmann::json j = parse_json(r.body, "projects.get");
+        const std::string email = j.is_object() && j.contains("defaultServiceAccount") && j["defaultServiceAccount"].is_string()
+                                      ? j["defaultServiceAccount"].get<std::string>()
+                                      : "";
+        if (email.empty())
+            fail(ErrorKind::remote, "project " + project + " has no Compute Engine default service account; set GCE_SERVICE_ACCOUNT to the worker VM's account");
+        return email;
     }
 
     // Instances carrying label key=value: all zones (aggregatedList) when zone is empty.

@@ -8,7 +8,9 @@
 //   grant_accessor GET .../secrets/ID:getIamPolicy, then POST :setIamPolicy with the policy's etag
 //                 (a concurrent change answers 409 ABORTED: read-modify-write again)
 //   destroy       DELETE .../secrets/ID (404: already gone, fine)
-//   list          GET    .../secrets?filter=labels.KEY=VALUE (pages by nextPageToken)
+//   exists        GET    .../secrets/ID (404: no)
+//   service_enabled GET  .../secrets?pageSize=1 (false on SERVICE_DISABLED)
+//   list          GET    .../secrets?filter=labels.KEY=VALUE (pages by nextPageToken), with labels
 //
 // Read a version by the number add_version returned, not `latest`: only numbered reads are
 // strongly consistent after an add. A reader just granted access may see 403 for minutes while
@@ -137,9 +139,32 @@ public:
         return true;
     }
 
-    // Secret ids whose label `key` is `value`.
-    std::vector<std::string> list(const std::string& key, const std::string& value) {
-        std::vector<std::string> out;
+    // False when the Secret Manager API is not enabled in the project (then there are no
+    // secrets); other failures throw.
+    bool service_enabled() {
+        auto r = call("GET", "/v1/projects/" + project_ + "/secrets?pageSize=1", "");
+        if (r.status / 100 == 2) return true;
+        if (service_disabled(r)) return false;
+        throw_error(r, "listing secrets");
+    }
+
+    // Whether secret `id` exists (the caller may read its metadata).
+    bool exists(const std::string& id) {
+        auto r = call("GET", "/v1/" + secret_name(id), "");
+        if (r.status == 404) return false;
+        if (r.status / 100 != 2) throw_error(r, "looking up secret " + id);
+        return true;
+    }
+
+    // Secrets whose label `key` is `value`, with all their labels.
+    struct SecretInfo {
+        std::string id;
+        std::map<std::string, std::string> labels;
+        std::string create_time;  // RFC 3339
+        bool operator==(const SecretInfo&) const = default;
+    };
+    std::vector<SecretInfo> list(const std::string& key, const std::string& value) {
+        std::vector<SecretInfo> out;
         std::string page;
         for (int n = 0; n < 1000; ++n) {
             std::string path = "/v1/projects/" + project_ + "/secrets?filter=" + percent_encode("labels." + key + "=" + value);
@@ -149,8 +174,14 @@ public:
             const auto j = nlohmann::json::parse(r.body, nullptr, false);
             if (!j.is_object()) fail(ErrorKind::remote, "Secret Manager's list answer is not JSON");
             for (const auto& s : j.value("secrets", nlohmann::json::array())) {
+                if (!s.is_object()) continue;
                 const std::string name = s.value("name", std::string());
-                out.push_back(name.substr(name.rfind('/') + 1));
+                SecretInfo info{name.substr(name.rfind('/') + 1), {}, {}};
+                if (s.contains("createTime") && s["createTime"].is_string()) info.create_time = s["createTime"].get<std::string>();
+                if (s.contains("labels") && s["labels"].is_object())
+                    for (const auto& [k, v] : s["labels"].items())
+                        if (v.is_string()) info.labels[k] = v.get<std::string>();
+                out.push_back(std::move(info));
             }
             page = j.value("nextPageToken", std::string());
             if (page.empty()) break;

@@ -48,12 +48,14 @@ inline constexpr ConfigKey kConfigKeys[] = {
     {"GCP_PROJECT", "project", nullptr, false, "Google Cloud project"},
     {"GCS_BUCKET", "bucket", nullptr, false, "bucket for models, markers, logs (name or gs://name)"},
     {"OLLAMA_REGISTRY_NS", "registry-ns", nullptr, false, "Ollama registry namespace (empty: no push)"},
-    {"OLLAMA_KEY_FILE", "ollama-key-file", nullptr, false, "ed25519 key for the Ollama registry"},
+    {"OLLAMA_KEY_FILE", "ollama-key-file", nullptr, false, "ed25519 key for local pushes (cmf push); VM jobs push with the factory key of `cmf keys create`"},
     {"GCE_MACHINE_TYPE", "machine-type", "e2-standard-8", false, "worker VM machine type"},
     {"GCE_DISK_SIZE", "disk-size", "100GB", false, "worker VM boot disk size"},
     {"GCE_DISK_TYPE", "disk-type", "pd-ssd", false, "worker VM boot disk type"},
     {"GCE_ZONE", "zone", "us-central1-a", false, "worker VM zone"},
     {"GCE_MAX_RUN", "max-run", "3600s", false, "worker VM run-time limit (then it is deleted)"},
+    {"GCE_SERVICE_ACCOUNT", "service-account", "default", false, "worker VM service account (default: the project's Compute Engine default account); the job's secrets are readable by it alone"},
+    {"CMF_SECRET_STORE", "secret-store", "secret-manager", false, "where a VM job's secrets go: secret-manager (one secret per job, destroyed with it), or bucket / metadata (opt-in, warned)"},
 };
 
 // CMF_HF_REPO: ORG/NAME[@BRANCH] or hf://ORG/NAME[@BRANCH] -> hf://ORG/NAME[@BRANCH].
@@ -332,6 +334,15 @@ inline FactoryConfig resolve_config(const std::map<std::string, std::string>& fl
         auto d = s.rfind('-');
         bool ok = d != std::string::npos && d + 2 == s.size() && std::islower(static_cast<unsigned char>(s.back())) && s.find('-') < d;
         if (!ok) fail(ErrorKind::usage, "GCE_ZONE '" + s + "' is not a zone such as us-central1-a");
+    });
+    checked("CMF_SECRET_STORE", [](const std::string& s) {
+        if (s != "secret-manager" && s != "bucket" && s != "metadata")
+            fail(ErrorKind::usage, "CMF_SECRET_STORE must be secret-manager, bucket or metadata, not '" + s + "'");
+    });
+    checked("GCE_SERVICE_ACCOUNT", [](const std::string& s) {
+        const auto at = s.find('@');
+        if (s != "default" && (at == std::string::npos || at == 0 || at + 1 == s.size() || s.find_first_of(" \t\r\n:/") != std::string::npos))
+            fail(ErrorKind::usage, "GCE_SERVICE_ACCOUNT must be default or a service account email (NAME@PROJECT.iam.gserviceaccount.com), not '" + s + "'");
     });
     checked("OLLAMA_REGISTRY_NS", [](const std::string& s) {
         if (!is_model_name(s)) fail(ErrorKind::usage, "OLLAMA_REGISTRY_NS '" + s + "': use lower-case letters, digits, '-', '_', '.'");

@@ -13,23 +13,12 @@
 #include <string>
 
 #include "cmf/cloud/gcs.h"
+#include "cmf/core/rfc3339.h"
 #include "cmf/factory/bucket.h"
 
 namespace cmf::factory {
 
-// RFC 3339 "2026-11-22T13:00:00.123Z" (GCS `updated`) -> time_point; epoch when unparsable.
-inline std::chrono::system_clock::time_point parse_rfc3339(const std::string& s) {
-    std::tm tm{};
-    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
-    if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &sec) != 6) return {};
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    return std::chrono::system_clock::from_time_t(::timegm(&tm));
-}
+using cmf::parse_rfc3339;
 
 class GcsBucket : public Bucket {
 public:

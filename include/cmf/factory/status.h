@@ -11,6 +11,8 @@
 //   models/<model_name>/...       the GGUF(s), quality report and README.md model card
 #pragma once
 
+#include "cmf/core/rfc3339.h"
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -39,14 +41,7 @@ inline std::string model_object(const std::string& prefix, const std::string& mo
 // heartbeat every 10 s is far below that and fine-grained enough to judge a stalled worker.
 inline constexpr std::chrono::seconds kHeartbeatInterval{10};
 
-inline std::string utc_timestamp(std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    ::gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+inline std::string utc_timestamp(std::chrono::system_clock::time_point t = std::chrono::system_clock::now()) { return format_rfc3339(t); }
 
 // What the bucket says about one variant, from one listing of status/ plus the small markers.
 struct VariantView {
