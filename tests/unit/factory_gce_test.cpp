@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -462,7 +463,7 @@ struct Simulation : ::testing::Test {
     // get 403. What it finds wrong is in `violations`.
     struct Patrol {
         std::vector<std::string> violations;
-        int rounds = 0, objects_read = 0, intruder_denied = 0;
+        std::atomic<int> rounds{0}, objects_read{0}, intruder_denied{0};
         std::set<std::string> job_secrets_seen;
         std::atomic<bool> stop{false};
         std::thread th;
@@ -548,6 +549,17 @@ struct Simulation : ::testing::Test {
     }
     std::vector<cloud::ObjectInfo> objects(const std::string& prefix = "") { return gcs->list("cmf-sim", prefix).items; }
 };
+
+// Waits until `pred` holds (true) or `limit` passes (false).
+template <class Pred>
+bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(120)) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return true;
+}
 
 TEST_F(Simulation, BuildOnEmulatedVmWithStockoutFallback) {
     start({{"guest", "startup-script"}, {"delete_delay_ms", 200}, {"stockout_zones", {"us-central1-a"}}});
@@ -692,9 +704,9 @@ TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
 
     // during the job: nothing secret in the bucket, the other account refused
     for (const auto& v : watch->violations) ADD_FAILURE() << v;
-    EXPECT_GE(watch->rounds, 5);
-    EXPECT_GE(watch->objects_read, 5) << "the patrol must have read the bucket while the job wrote it";
-    EXPECT_GE(watch->intruder_denied, 2) << "the other service account must have tried both job secrets";
+    EXPECT_GE(watch->rounds.load(), 5);
+    EXPECT_GE(watch->objects_read.load(), 5) << "the patrol must have read the bucket while the job wrote it";
+    EXPECT_GE(watch->intruder_denied.load(), 2) << "the other service account must have tried both job secrets";
     bool hf = false, key = false;
     for (const auto& id : watch->job_secrets_seen) {
         hf |= id.size() > 9 && id.substr(id.size() - 9) == "-hf-token";
@@ -913,8 +925,12 @@ TEST_F(Simulation, BuildWithLoraFromTheBucket) {
 
 TEST_F(Simulation, WorkerFailureShowsTheErrorAndLogTailAndNoSecret) {
     start({{"guest", "startup-script"}, {"delete_delay_ms", 200}}, /*grant=*/false);  // gated, token not granted
+    auto watch = patrol({kHfToken});
     Child c = cmf_run({"build", "q8", "--poll", "0.3"}, "build.log");
     int rc = c.wait(std::chrono::seconds(600));
+    watch->finish();
+    for (const auto& v : watch->violations) ADD_FAILURE() << v;
+    EXPECT_GE(watch->objects_read.load(), 3) << "status and log objects while the job ran";
     const std::string out = c.output();
     EXPECT_EQ(rc, 1) << out;
     EXPECT_TRUE(job_secrets().empty()) << "the secret goes with a failed job too";
@@ -986,6 +1002,8 @@ TEST_F(Simulation, SigintDeletesTheVm) {
     ASSERT_EQ(compute_stats()["live"], 1) << c.output();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     ASSERT_EQ(job_secrets().size(), 1u) << c.output();
+    auto watch = patrol({kHfToken});
+    EXPECT_TRUE(eventually([&] { return watch->intruder_denied >= 1; }, std::chrono::seconds(30))) << "the other account is refused";
     ::kill(c.pid, SIGINT);
     int rc = c.wait(std::chrono::seconds(60));
     EXPECT_EQ(rc, 130) << c.output();
@@ -993,22 +1011,13 @@ TEST_F(Simulation, SigintDeletesTheVm) {
     EXPECT_TRUE(objects("secrets/").empty());
     EXPECT_EQ(secret_log()["created"].size(), 1u);
     EXPECT_TRUE(job_secrets().empty()) << "Ctrl-C deletes the job's secret with its VM\n" << c.output();
+    watch->finish();
+    for (const auto& v : watch->violations) ADD_FAILURE() << v;
     EXPECT_EQ(c.output().find(kHfToken), std::string::npos);
     // and cleanup finds nothing left
     Child k = cmf_run({"cleanup"}, "cleanup.log");
     EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
     EXPECT_NE(k.output().find("no cmf VMs"), std::string::npos) << k.output();
-}
-
-// Waits until `pred` holds (true) or `limit` passes (false).
-template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(120)) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return true;
 }
 
 // The VM is deleted under a running orchestrator (GCE's max-run deletion, a preemption): the
