@@ -117,8 +117,11 @@ inline std::vector<std::string> destroy_job_secrets(cloud::SecretManagerClient& 
     std::vector<std::string> lines;
     const auto now = std::chrono::system_clock::now();
     for (const auto& s : sm.list(kManagedLabel, kManagedValue)) {
+        // the labels again here: a filter the service read differently must not make this
+        // delete anybody else's secret
         auto j = s.labels.find(kJobLabel);
-        if (j == s.labels.end() || s.labels.count(kRoleLabel)) continue;
+        auto m = s.labels.find(kManagedLabel);
+        if (j == s.labels.end() || m == s.labels.end() || m->second != kManagedValue || s.labels.count(kRoleLabel)) continue;
         const auto created = parse_rfc3339(s.create_time);
         const auto age = created.time_since_epoch().count() == 0 ? std::chrono::seconds::max()
                                                                    : std::chrono::duration_cast<std::chrono::seconds>(now - created);
