@@ -1111,6 +1111,37 @@ TEST_F(Simulation, TheTtlIsTheBackstop) {
     EXPECT_EQ(k.wait(std::chrono::seconds(60)), 0) << k.output();
 }
 
+// The old ways, only when asked for: CMF_SECRET_STORE=bucket (an object under secrets/<job>/,
+// removed at the end) and --secrets-in-metadata, each with its warning; Secret Manager untouched.
+TEST_F(Simulation, BucketAndMetadataStoresAreWarnedOptIns) {
+    for (const std::string store : {"bucket", "metadata"}) {
+        SCOPED_TRACE(store);
+        start({{"guest", "startup-script"}, {"delete_delay_ms", 100}});
+        extra_env.clear();
+        std::vector<std::string> args = {"build", "q8", "--poll", "0.2"};
+        if (store == "bucket") extra_env.push_back("CMF_SECRET_STORE=bucket");
+        else args.push_back("--secrets-in-metadata");
+        Child c = cmf_run(args, "build.log");
+        ASSERT_EQ(c.wait(std::chrono::seconds(600)), 0) << c.output();
+        const std::string out = c.output();
+        EXPECT_NE(out.find(store == "bucket" ? "warning: CMF_SECRET_STORE=bucket puts the job's secrets into gs://cmf-sim/secrets/"
+                                             : "warning: CMF_SECRET_STORE=metadata puts the job's secrets into instance metadata"),
+                  std::string::npos)
+            << out;
+        EXPECT_EQ(out.find(kHfToken), std::string::npos);
+        EXPECT_TRUE(objects("secrets/").empty());
+        EXPECT_TRUE(secret_log()["created"].empty()) << "no Secret Manager at all";
+        const json st = compute_stats();
+        std::string job;
+        for (const auto& it : st["insert_bodies"][0]["metadata"]["items"])
+            if (it["key"] == "factory-config") job = it["value"];
+        EXPECT_NE(job.find(store == "bucket" ? "\"gs://cmf-sim/secrets/" : "\"metadata:cmf-hf-token\""), std::string::npos) << job;
+        EXPECT_EQ(st["insert_bodies"].dump().find(kHfToken) == std::string::npos, store == "bucket")
+            << "the token is in the VM's metadata exactly when that was asked for";
+        emu.reset();
+    }
+}
+
 TEST_F(Simulation, SecretManagerNotEnabledIsOneLineBeforeAnyVm) {
     start({{"guest", "none"}}, true, {{"secret_manager", {{"enabled", false}}}});
     Child c = cmf_run({"build", "q8", "--poll", "0.2"}, "build.log");
