@@ -17,7 +17,8 @@ the jobs' states, the last heartbeat, and for each failed variant its error line
 30 lines of its build log. --json prints status/<job>.json documents instead.
 
   --backend gce     the bucket is GCS_BUCKET (gs://); also lists the factory's VMs (label
-                    managed-by=cmf) with zone and state. Default when GCS_BUCKET and
+                    managed-by=cmf) with zone and state, and its Secret Manager secrets (the
+                    push key; a job's secrets while it runs, or a leftover). Default when GCS_BUCKET and
                     GCP_PROJECT are configured.
   --backend local   --bucket DIR is a directory (what `cmf build --backend local` writes)
 Configuration options (--project, --bucket, --env-file, ...): see `cmf config --help`.
@@ -47,6 +48,22 @@ static int status_gce(const Args& a, const std::string& prefix) {
         }
     } catch (const Error& e) {
         std::printf("VMs: cannot list them: %s\n", e.what());
+    }
+    // the factory's secrets: the push key, and job secrets (a leftover shows here until the
+    // next build or `cmf cleanup` deletes it)
+    try {
+        if (c.sm->service_enabled()) {
+            const auto secrets = c.sm->list(gce::kManagedLabel, gce::kManagedValue);
+            if (secrets.empty()) std::printf("secrets: none\n");
+            else std::printf("\n%-60s %-22s %s\n", "secret", "created", "job");
+            for (const auto& x : secrets) {
+                const auto job = x.labels.find(gce::kJobLabel);
+                std::printf("%-60s %-22s %s\n", x.id.c_str(), x.create_time.substr(0, 19).c_str(),
+                            job != x.labels.end() ? job->second.c_str() : x.labels.count(factory::kRoleLabel) ? "(push key)" : "");
+            }
+        }
+    } catch (const Error& e) {
+        std::printf("secrets: cannot list them: %s\n", e.what());
     }
     return 0;
 }

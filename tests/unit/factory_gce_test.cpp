@@ -701,6 +701,9 @@ TEST_F(Simulation, BuildPlusPushThroughFaultsOnEveryServiceLeaksNoSecret) {
         const std::string row = so.substr(at, so.find('\n', at) - at);
         EXPECT_NE(row.find("yes    yes"), std::string::npos) << "built and pushed: " << row;
     }
+    EXPECT_NE(so.find("cmf-ollama-push-key"), std::string::npos) << so;
+    EXPECT_NE(so.find("(push key)"), std::string::npos) << so;
+    EXPECT_EQ(so.find("-hf-token"), std::string::npos) << "no job secret left\n" << so;
 
     // during the job: nothing secret in the bucket, the other account refused
     for (const auto& v : watch->violations) ADD_FAILURE() << v;
@@ -1062,6 +1065,9 @@ TEST_F(Simulation, LeftoverSecretsOfAKilledOrchestratorGoByLabel) {
     ASSERT_TRUE(gce_as_user().delete_instance_and_wait("emu-project", inst["zone"], inst["name"]));
     ASSERT_EQ(compute_stats()["live"], 0);
     EXPECT_EQ(secret_ids(), a_secret) << "nobody deleted it: the orchestrator was killed";
+    Child st = cmf_run({"status"}, "status.log");
+    EXPECT_EQ(st.wait(std::chrono::seconds(60)), 0) << st.output();
+    EXPECT_NE(st.output().find(*a_secret.begin()), std::string::npos) << "cmf status shows the leftover\n" << st.output();
 
     // job B starts at once: A's secret is younger than the grace period and stays
     auto b = run_until_vm("b.log");
