@@ -57,7 +57,7 @@ int cmd_cleanup(const std::vector<std::string>& argv) {
     int secret_failures = 0;
     const auto lines = factory::destroy_job_secrets(
         *c.sm, [&](const std::string& job, std::chrono::seconds) { return !want || job == *want; }, &secret_failures, a.has("dry-run"));
-    for (const auto& l : lines) std::fprintf(l.rfind("could not", 0) == 0 ? stderr : stdout, "%s\n", l.c_str());
+    for (const auto& l : lines) std::fprintf(l.starts_with("could not") ? stderr : stdout, "%s\n", l.c_str());
     if (lines.empty()) std::printf("no cmf job secrets in project %s\n", c.project.c_str());
     failed += secret_failures;
     return failed ? 7 : 0;

@@ -145,7 +145,7 @@ inline std::optional<Response> registry_auth(Context& ctx, RegistryAuthState& st
         if (!j.is_object() || !j.contains("namespace") || !j.contains("key") || !j["namespace"].is_string() || !j["key"].is_string())
             return json_response(400, {{"error", "{\"namespace\": NS, \"key\": \"ssh-ed25519 AAAA...\"}"}});
         std::string key = j["key"].get<std::string>();
-        if (key.rfind("ssh-ed25519 ", 0) != 0) return json_response(400, {{"error", "not an ssh-ed25519 public key line"}});
+        if (!key.starts_with("ssh-ed25519 ")) return json_response(400, {{"error", "not an ssh-ed25519 public key line"}});
         key = key.substr(12);
         key = key.substr(0, key.find_first_of(" \r\n"));
         std::lock_guard lock(st.mu);
@@ -171,7 +171,7 @@ inline std::optional<Response> registry_auth(Context& ctx, RegistryAuthState& st
         // scope=repository:NS/MODEL:push,pull: a push to a namespace whose account has keys
         // needs one of them
         const std::string scope = query_param(req.target, "scope").value_or("");
-        if (scope.rfind("repository:", 0) == 0 && scope.find(":push") != std::string::npos) {
+        if (scope.starts_with("repository:") && scope.find(":push") != std::string::npos) {
             const std::string ns = scope.substr(11, scope.find('/') == std::string::npos ? 0 : scope.find('/') - 11);
             auto acct = st.account_keys.find(ns);
             if (acct != st.account_keys.end() && !acct->second.count(signer)) {

@@ -27,7 +27,7 @@ public:
     }
     // `headers`: every header line joined; `body`: what arrived (a cut body too).
     void scan(const std::string& method, const std::string& target, const std::string& headers, const std::string& body) {
-        if (target.rfind("/_emu/", 0) == 0) return;
+        if (target.starts_with("/_emu/")) return;
         std::lock_guard lock(mu_);
         if (needles_.empty()) return;
         ++requests_;
