@@ -28,34 +28,15 @@ done
 PATH="$(dirname "$NODE"):$PATH"; export PATH
 
 # ---- install (idempotent)
-mkdir -p "$DIR"
-STAMP_WANT="$(cat "$HERE/gcs/package.json")"
-if [[ ! -f "$DIR/.stamp" || "$(cat "$DIR/.stamp")" != "$STAMP_WANT" || ! -f "$DIR/node_modules/@google-cloud/storage/package.json" ]]; then
-  command -v flock >/dev/null 2>&1 && { exec 9>"$DIR/.lock"; flock 9; }
-  if [[ ! -f "$DIR/.stamp" || "$(cat "$DIR/.stamp")" != "$STAMP_WANT" ]]; then
-    command -v npm >/dev/null 2>&1 || bash "$HERE/../../scripts/deps.sh" node >&2 || true
-    command -v npm >/dev/null 2>&1 || { log "SKIPPED: npm not found and @google-cloud/storage not installed"; exit 77; }
-    cp "$HERE/gcs/package.json" "$DIR/package.json"
-    log "installing @google-cloud/storage into $DIR"
-    source "$HERE/../../scripts/npm_retry.sh"
-    (cd "$DIR" && npm_retry install --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
-      || { log "SKIPPED: npm install failed (offline?)"; exit 77; }
-    echo "$STAMP_WANT" > "$DIR/.stamp"
-  fi
-fi
+source "$HERE/lib.sh"
+npm_pinned "$DIR" "$HERE/gcs/package.json" @google-cloud/storage
 
 # ---- emulator
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-gcs-npm.XXXXXX")"
-EMU_PID=""
-cleanup() { [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { emu_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 echo '{"gcs":{"buckets":["cmf-crosscheck"]}}' > "$WORK/config.json"
-"$EMU" --state-dir "$WORK/state" --config "$WORK/config.json" --ready-file "$WORK/ready.json" --quiet &
-EMU_PID=$!
-for _ in $(seq 1 300); do [[ -f "$WORK/ready.json" ]] && break; kill -0 "$EMU_PID" 2>/dev/null || { log "emulator died"; exit 1; }; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { log "emulator not ready after 30 s"; exit 1; }
-HTTPS_BASE="$("$NODE" -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).https_base)' "$WORK/ready.json")"
-CA="$("$NODE" -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).ca_file)' "$WORK/ready.json")"
+emu_start "$EMU" "$WORK/config.json"
 
 log "node $("$NODE" --version), emulator at $HTTPS_BASE"
 env -u GOOGLE_APPLICATION_CREDENTIALS -u HTTPS_PROXY -u https_proxy -u STORAGE_EMULATOR_HOST \

@@ -17,8 +17,9 @@ done
 [[ -x "$CMF" && -x "$EMU" ]] || { echo "publish_run.sh: --cmf and --emulator binaries are required" >&2; exit 2; }
 NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf-publish.XXXXXX")"
-EMU_PID=""
-cleanup() { [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null; rm -rf "$WORK"; }
+log() { echo "npm/hf/publish_run.sh: $*" >&2; }
+source "$HERE/../lib.sh"
+cleanup() { emu_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 TOKEN=hf_FAKE-npm-publish-alice-write
 READ_TOKEN=hf_FAKE-npm-publish-alice-read
@@ -26,12 +27,8 @@ cat > "$WORK/config.json" <<JSON
 {"hf": {"tokens": {"$TOKEN": "alice", "$READ_TOKEN": {"user": "alice", "role": "read"}},
         "lfs": {"multipart_threshold": 1048576, "chunk_size": 524288}}}
 JSON
-"$EMU" --state-dir "$WORK/state" --config "$WORK/config.json" --ready-file "$WORK/ready.json" --quiet &
-EMU_PID=$!
-for _ in $(seq 1 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { echo "publish_run.sh: the emulator did not start" >&2; exit 1; }
-export HUB_URL="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).https_base)' "$WORK/ready.json")"
-CA="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).ca_file)' "$WORK/ready.json")"
+emu_start "$EMU" "$WORK/config.json"
+export HUB_URL="$HTTPS_BASE"
 
 # A tiny MedGemma-shaped checkpoint with a Hub card, built into q8_0 + f16 + the projector.
 "$CMF" synth "$WORK/ckpt" --preset tiny-mm > /dev/null

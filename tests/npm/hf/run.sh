@@ -16,8 +16,9 @@ done
 [[ -x "$CMF" && -x "$EMU" ]] || { echo "run.sh: --cmf and --emulator binaries are required" >&2; exit 2; }
 NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf.XXXXXX")"
-EMU_PID=""
-cleanup() { [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null; rm -rf "$WORK"; }
+log() { echo "npm/hf/run.sh: $*" >&2; }
+source "$HERE/../lib.sh"
+cleanup() { emu_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 cat > "$WORK/config.json" <<'JSON'
 {"hf": {"tokens": {"hf_FAKE-npm-alice-test-token": "alice"}, "tree_page_size": 2,
@@ -30,12 +31,8 @@ cat > "$WORK/config.json" <<'JSON'
     {"id": "google/gated", "gated": "manual", "granted": ["alice"], "files": {
       "config.json": {"text": "{}"}, "model.safetensors": {"size": 4000, "seed": 12}}}]}}
 JSON
-"$EMU" --state-dir "$WORK/state" --config "$WORK/config.json" --ready-file "$WORK/ready.json" --quiet &
-EMU_PID=$!
-for _ in $(seq 1 300); do [[ -f "$WORK/ready.json" ]] && break; sleep 0.1; done
-[[ -f "$WORK/ready.json" ]] || { echo "run.sh: the emulator did not start" >&2; exit 1; }
-export HUB_URL="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).https_base)' "$WORK/ready.json")"
-CA="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).ca_file)' "$WORK/ready.json")"
+emu_start "$EMU" "$WORK/config.json"
+export HUB_URL="$HTTPS_BASE"
 # cmf's side: the whole repo into its own cache.
 env -u HF_TOKEN HF_ENDPOINT="$HUB_URL" SSL_CERT_FILE="$CA" HF_HOME="$WORK/cmf-home" HF_HUB_CACHE="$WORK/cmf-cache" \
   "$CMF" fetch hf://google/tiny --quiet > "$WORK/cmf-snapshot"
