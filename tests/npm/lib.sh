@@ -10,6 +10,8 @@
 #       starts the emulator binary EMU with CONFIG_FILE, its state under $WORK (the caller's
 #       temporary directory), and waits for it; sets EMU_PID, HTTPS_BASE, HTTP_BASE and CA (its
 #       test CA). emu_stop (call it from the caller's EXIT trap) stops it.
+#   cmf_emu_args ARGS...
+#       reads `--cmf BIN --emulator BIN` into CMF and EMU; a usage error (exit 2) otherwise.
 NPM_LIB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 
 npm_pinned() {
@@ -27,6 +29,18 @@ npm_pinned() {
   (cd "$dir" && npm_retry install --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
     || { log "SKIPPED: npm install failed (offline?)"; exit 77; }
   echo "$want" > "$dir/.stamp"
+}
+
+cmf_emu_args() {
+  CMF="" EMU=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --cmf) CMF="$2"; shift 2 ;;
+      --emulator) EMU="$2"; shift 2 ;;
+      *) log "unknown argument $1"; exit 2 ;;
+    esac
+  done
+  [[ -x "$CMF" && -x "$EMU" ]] || { log "--cmf and --emulator binaries are required"; exit 2; }
 }
 
 EMU_PID=""

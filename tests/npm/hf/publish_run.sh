@@ -6,19 +6,11 @@
 # Exit 77 (ctest: skipped) when node/npm are unavailable.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-CMF="" EMU=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --cmf) CMF="$2"; shift 2 ;;
-    --emulator) EMU="$2"; shift 2 ;;
-    *) echo "publish_run.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-[[ -x "$CMF" && -x "$EMU" ]] || { echo "publish_run.sh: --cmf and --emulator binaries are required" >&2; exit 2; }
-NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf-publish.XXXXXX")"
 log() { echo "npm/hf/publish_run.sh: $*" >&2; }
 source "$HERE/../lib.sh"
+cmf_emu_args "$@"
+NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf-publish.XXXXXX")"
 cleanup() { emu_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 TOKEN=hf_FAKE-npm-publish-alice-write

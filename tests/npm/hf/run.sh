@@ -5,19 +5,11 @@
 # Exit 77 (ctest: skipped) when node/npm are unavailable.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-CMF="" EMU=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --cmf) CMF="$2"; shift 2 ;;
-    --emulator) EMU="$2"; shift 2 ;;
-    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-[[ -x "$CMF" && -x "$EMU" ]] || { echo "run.sh: --cmf and --emulator binaries are required" >&2; exit 2; }
-NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf.XXXXXX")"
 log() { echo "npm/hf/run.sh: $*" >&2; }
 source "$HERE/../lib.sh"
+cmf_emu_args "$@"
+NODE_DIR="$(bash "$HERE/setup.sh" | tail -n1)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cmf-npm-hf.XXXXXX")"
 cleanup() { emu_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 cat > "$WORK/config.json" <<'JSON'
